@@ -1,0 +1,120 @@
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/cuerator/cuerator/engine"
+)
+
+// Condition types, with the meaning kstatus, Flux and `kubectl wait` give them.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// status is the status a reconcile is about to write. Everything it does not
+// recompute (inventory, projected fields) is carried over, because the
+// status apply removes whatever it leaves out.
+type status struct {
+	generation int64
+	conditions []metav1.Condition
+	inventory  []any
+	projected  map[string]any
+}
+
+// Fields of status that cuerator itself writes; a template's projection
+// cannot set them.
+var reservedStatusFields = map[string]bool{"observedGeneration": true, "conditions": true, "inventory": true}
+
+func newStatus(cr *unstructured.Unstructured) *status {
+	st := &status{generation: cr.GetGeneration(), projected: map[string]any{}}
+	old, _, _ := unstructured.NestedMap(cr.Object, "status")
+	for k, v := range old {
+		switch {
+		case k == "inventory":
+			st.inventory, _ = v.([]any)
+		case !reservedStatusFields[k]:
+			st.projected[k] = v
+		}
+	}
+	if conds, ok := old["conditions"].([]any); ok {
+		for _, c := range conds {
+			m, ok := c.(map[string]any)
+			if !ok {
+				continue
+			}
+			var cond metav1.Condition
+			if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &cond) == nil {
+				st.conditions = append(st.conditions, cond)
+			}
+		}
+	}
+	return st
+}
+
+func (s *status) set(typ string, value metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&s.conditions, metav1.Condition{
+		Type: typ, Status: value, Reason: reason, Message: message, ObservedGeneration: s.generation,
+	})
+}
+
+// stalled records an error that retrying cannot fix.
+func (s *status) stalled(reason, message string) {
+	s.set(ConditionReady, metav1.ConditionFalse, reason, message)
+	s.set(ConditionStalled, metav1.ConditionTrue, reason, message)
+	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)
+}
+
+// failing records an error that a retry with backoff may fix.
+func (s *status) failing(reason, message string) {
+	s.set(ConditionReady, metav1.ConditionFalse, reason, message)
+	s.set(ConditionReconciling, metav1.ConditionTrue, reason, message)
+	meta.RemoveStatusCondition(&s.conditions, ConditionStalled)
+}
+
+// health sets Ready from the children: True only when every child is
+// Current, otherwise False naming the first child that is not.
+func (s *status) health(children []engine.Health) {
+	meta.RemoveStatusCondition(&s.conditions, ConditionStalled)
+	for _, h := range children {
+		if !h.Healthy() {
+			msg := fmt.Sprintf("%s is %s", h.Object, h.Status)
+			if h.Message != "" {
+				msg += ": " + h.Message
+			}
+			s.set(ConditionReady, metav1.ConditionFalse, "Progressing", msg)
+			s.set(ConditionReconciling, metav1.ConditionTrue, "Progressing", msg)
+			return
+		}
+	}
+	s.set(ConditionReady, metav1.ConditionTrue, "Succeeded", fmt.Sprintf("%d children applied and healthy", len(children)))
+	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)
+}
+
+func (s *status) build() map[string]any {
+	out := map[string]any{}
+	for k, v := range s.projected {
+		if !reservedStatusFields[k] {
+			out[k] = v
+		}
+	}
+	out["observedGeneration"] = s.generation
+	conds := make([]any, 0, len(s.conditions))
+	for _, c := range s.conditions {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&c)
+		if err == nil {
+			conds = append(conds, m)
+		}
+	}
+	out["conditions"] = conds
+	if s.inventory != nil {
+		out["inventory"] = s.inventory
+	}
+	return out
+}

@@ -1,0 +1,202 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"github.com/fluxcd/pkg/ssa"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels cuerator puts on every child, so that a child names its CR even
+// when it has no ownerReference (offline renders, cluster-scoped children).
+const (
+	LabelManagedBy  = "app.kubernetes.io/managed-by"
+	LabelOwnerName  = "cuerator.dev/owner-name"
+	LabelOwnerKind  = "cuerator.dev/owner-kind"
+	managedByValue  = "cuerator"
+)
+
+var (
+	pathCR       = cue.ParsePath("cr")
+	pathObjects  = cue.ParsePath("objects")
+	pathObserve  = cue.ParsePath("observe.pods.matchLabels")
+	pathObserved = cue.ParsePath("observed")
+	pathStatus   = cue.ParsePath("status")
+)
+
+// Rendered is the outcome of one render: the children, in apply order.
+type Rendered struct {
+	Objects []*unstructured.Unstructured
+	// Keys[i] is the template's name for Objects[i] (its field in `objects`).
+	Keys []string
+	// PodSelector selects the pods whose names the status reports; nil when
+	// the template observes no pods.
+	PodSelector map[string]string
+
+	filled cue.Value
+}
+
+// Render unifies cr with the kind's template and returns its children.
+// The CR's spec must already carry its defaults where the API server applied
+// them; CUE applies the same defaults for offline renders.
+func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
+	if gvk := cr.GroupVersionKind(); gvk != k.GVK {
+		return nil, fmt.Errorf("render: %s is not a %s", gvk, k.GVK)
+	}
+	spec, _, err := unstructured.NestedMap(cr.Object, "spec")
+	if err != nil {
+		return nil, &ValidationError{Errs: []FieldError{{Path: "spec", Message: "must be an object"}}}
+	}
+	meta := map[string]any{"name": cr.GetName(), "namespace": cr.GetNamespace()}
+	if uid := cr.GetUID(); uid != "" {
+		meta["uid"] = string(uid)
+	}
+	if g := cr.GetGeneration(); g != 0 {
+		meta["generation"] = g
+	}
+	if l := cr.GetLabels(); len(l) > 0 {
+		meta["labels"] = l
+	}
+	if a := cr.GetAnnotations(); len(a) > 0 {
+		meta["annotations"] = a
+	}
+	if spec == nil {
+		spec = map[string]any{}
+	}
+
+	// Fill a Go value rather than compiling CR bytes: the template's context
+	// then does not grow with every render.
+	filled := k.template.FillPath(pathCR, map[string]any{"metadata": meta, "spec": spec})
+
+	// The input first: one bad field is then reported once, by its CR path,
+	// not once for every place of the template that uses it.
+	if err := filled.LookupPath(pathCR).Validate(cue.Concrete(true)); err != nil {
+		return nil, Diagnose(err)
+	}
+	objects := filled.LookupPath(pathObjects)
+	if err := objects.Validate(cue.Concrete(true)); err != nil {
+		return nil, fmt.Errorf("template %s: %w", k.Dir, Diagnose(err))
+	}
+
+	out := &Rendered{filled: filled}
+	iter, err := objects.Fields()
+	if err != nil {
+		return nil, fmt.Errorf("template %s: objects: %w", k.Dir, Diagnose(err))
+	}
+	for iter.Next() {
+		key := iter.Selector().String()
+		obj, err := k.decodeChild(key, iter.Value(), cr)
+		if err != nil {
+			return nil, err
+		}
+		out.Objects = append(out.Objects, obj)
+		out.Keys = append(out.Keys, key)
+	}
+	sort.Sort(byApplyOrder{out})
+
+	if sel := filled.LookupPath(pathObserve); sel.Exists() {
+		if err := sel.Decode(&out.PodSelector); err != nil {
+			return nil, fmt.Errorf("template %s: observe.pods.matchLabels: %w", k.Dir, Diagnose(err))
+		}
+	}
+	return out, nil
+}
+
+func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	where := fmt.Sprintf("template %s: objects.%s", k.Dir, key)
+	// Through JSON, so that numbers become int64 as the API machinery expects.
+	raw, err := v.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, Diagnose(err))
+	}
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(raw); err != nil {
+		return nil, fmt.Errorf("%s: not a Kubernetes object: %w", where, err)
+	}
+	gvk := obj.GroupVersionKind()
+	if !k.allowsChild(gvk) {
+		return nil, fmt.Errorf("%s: %s is not among the template's childKinds", where, gvk)
+	}
+	if obj.GetName() == "" {
+		return nil, fmt.Errorf("%s: metadata.name must be set", where)
+	}
+	if k.Namespaced {
+		// A namespaced CR owns children in its own namespace only.
+		if ns := obj.GetNamespace(); ns != "" && ns != cr.GetNamespace() {
+			return nil, fmt.Errorf("%s: metadata.namespace %q: children must stay in the CR's namespace %q", where, ns, cr.GetNamespace())
+		}
+		obj.SetNamespace(cr.GetNamespace())
+	}
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelManagedBy] = managedByValue
+	labels[LabelOwnerName] = cr.GetName()
+	labels[LabelOwnerKind] = strings.ToLower(k.GVK.Kind + "." + k.GVK.Group)
+	obj.SetLabels(labels)
+	if uid := cr.GetUID(); uid != "" && k.Namespaced {
+		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(cr, k.GVK)})
+	}
+	return obj, nil
+}
+
+// Observed is what the controller saw in the cluster, for the template's
+// status projection.
+type Observed struct {
+	// Pods are the pods that observe.pods.matchLabels selects.
+	Pods []ObservedPod `json:"pods"`
+	// Children holds each child's live status by its template key.
+	Children map[string]any `json:"children"`
+}
+
+// ObservedPod is the part of a pod a status projection may use.
+type ObservedPod struct {
+	Name  string `json:"name"`
+	Phase string `json:"phase,omitempty"`
+}
+
+// Status evaluates the template's `status` with what was observed. It
+// returns nil when the template projects no status.
+func (r *Rendered) Status(obs Observed) (map[string]any, error) {
+	if obs.Pods == nil {
+		obs.Pods = []ObservedPod{}
+	}
+	if obs.Children == nil {
+		obs.Children = map[string]any{}
+	}
+	v := r.filled.FillPath(pathObserved, obs).LookupPath(pathStatus)
+	if !v.Exists() {
+		return nil, nil
+	}
+	if err := v.Validate(cue.Concrete(true)); err != nil {
+		return nil, fmt.Errorf("status projection: %w", Diagnose(err))
+	}
+	raw, err := v.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("status projection: %w", Diagnose(err))
+	}
+	var status map[string]any
+	if err := json.Unmarshal(raw, &status); err != nil {
+		return nil, fmt.Errorf("status projection: %w", err)
+	}
+	return status, nil
+}
+
+// byApplyOrder sorts children as ssa stages them (CRDs and Namespaces
+// first), then by namespace and name, so output is stable across renders.
+type byApplyOrder struct{ r *Rendered }
+
+func (s byApplyOrder) Len() int { return len(s.r.Objects) }
+func (s byApplyOrder) Swap(i, j int) {
+	s.r.Objects[i], s.r.Objects[j] = s.r.Objects[j], s.r.Objects[i]
+	s.r.Keys[i], s.r.Keys[j] = s.r.Keys[j], s.r.Keys[i]
+}
+func (s byApplyOrder) Less(i, j int) bool {
+	return ssa.SortableUnstructureds(s.r.Objects).Less(i, j)
+}
