@@ -80,7 +80,7 @@ func Diagnose(err error) error {
 			continue
 		}
 		seen[key] = true
-		if strings.Contains(fe.Message, "empty disjunction") || strings.HasPrefix(e.Error(), "incomplete value") && len(all) > 1 {
+		if strings.Contains(fe.Message, "empty disjunction") {
 			noise = append(noise, fe)
 			continue
 		}
