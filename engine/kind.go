@@ -24,6 +24,8 @@ type Kind struct {
 	// API is the api package: #Spec, #Status and #CRD.
 	API      cue.Value
 	template cue.Value
+	// usesRandom is set when the template reads `random`.
+	usesRandom bool
 }
 
 // PrinterColumn is an additional printer column of the CRD.
@@ -92,6 +94,7 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		PrinterColumns: info.PrinterColumns,
 		API:            api,
 		template:       tmpl,
+		usesRandom:     tmpl.LookupPath(cue.ParsePath("random")).Exists(),
 	}
 	for _, c := range children {
 		gv, err := schema.ParseGroupVersion(c.APIVersion)

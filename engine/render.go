@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -25,6 +26,7 @@ var (
 	pathCR       = cue.ParsePath("cr")
 	pathObjects  = cue.ParsePath("objects")
 	pathObserve  = cue.ParsePath("observe.pods.matchLabels")
+	pathRandom   = cue.ParsePath("random")
 	pathObserved = cue.ParsePath("observed")
 	pathStatus   = cue.ParsePath("status")
 )
@@ -72,6 +74,11 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	// Fill a Go value rather than compiling CR bytes: the template's context
 	// then does not grow with every render.
 	filled := k.template.FillPath(pathCR, map[string]any{"metadata": meta, "spec": spec})
+	if k.usesRandom {
+		// A fresh secret each render (130 bits); a create-only child keeps
+		// the first one.
+		filled = filled.FillPath(pathRandom, rand.Text())
+	}
 
 	// The input first: one bad field is then reported once, by its CR path,
 	// not once for every place of the template that uses it.
@@ -200,3 +207,4 @@ func (s byApplyOrder) Swap(i, j int) {
 func (s byApplyOrder) Less(i, j int) bool {
 	return ssa.SortableUnstructureds(s.r.Objects).Less(i, j)
 }
+
