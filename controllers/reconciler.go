@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,10 @@ import (
 	"github.com/cuerator/cuerator/engine"
 )
 
+// conflictRetry is how often a CR whose child is held by someone else looks
+// again: the adopt annotation goes on an object cuerator gets no event for.
+const conflictRetry = 30 * time.Second
+
 // Reconciler turns the CRs of one kind into their children.
 type Reconciler struct {
 	Client   client.Client
@@ -30,7 +35,8 @@ type Reconciler struct {
 	Timeout time.Duration
 }
 
-// Reconcile renders the CR, applies its children and reports what it saw.
+// Reconcile renders the CR, applies its children, prunes what the template
+// no longer produces and reports what it saw in the CR's status.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
@@ -38,6 +44,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cr := &unstructured.Unstructured{}
 	cr.SetGroupVersionKind(r.Kind.GVK)
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Applier.Forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cr.GetDeletionTimestamp().IsZero() {
@@ -49,32 +58,43 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	rendered, err := r.Kind.Render(cr)
 	if err != nil {
-		// Retrying cannot fix a spec or template error; a new generation will.
+		// Retrying cannot fix a spec or template error; a new generation
+		// will. Nothing is applied or pruned from a failed render.
 		reason := "InvalidSpec"
 		var verr *engine.ValidationError
 		if !errors.As(err, &verr) {
 			reason = "TemplateError"
 		}
 		st.stalled(reason, err.Error())
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, reason, "Render", "%s", err.Error())
+		r.warn(cr, reason, "Render", err.Error())
 		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
 	}
 
-	changes, applyErr := r.Applier.Apply(ctx, cr.GetNamespace(), rendered.Objects)
-	if changes != nil {
-		for _, e := range changes.Entries {
-			if e.Action == "created" || e.Action == "configured" {
-				r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Applied", "Apply", "%s %s", e.Subject, e.Action)
-			}
+	res := r.Applier.Apply(ctx, engine.Request{
+		Owner:       cr,
+		Kind:        r.Kind,
+		Objects:     rendered.Objects,
+		Previous:    engine.InventoryFromStatus(cr),
+		ReportDrift: cr.GetAnnotations()[engine.AnnotationDrift] == "report",
+	})
+	st.inventory = res.Inventory
+	r.record(cr, res)
+	st.drift(res.Drifts)
+
+	if len(res.Conflicts) > 0 {
+		msgs := make([]string, len(res.Conflicts))
+		for i, c := range res.Conflicts {
+			msgs[i] = c.String()
 		}
+		st.stalled("AdoptionRefused", strings.Join(msgs, "; "))
+		return ctrl.Result{RequeueAfter: conflictRetry}, r.writeStatus(ctx, cr, st)
 	}
-	if applyErr != nil {
-		st.failing("ApplyFailed", applyErr.Error())
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%s", applyErr.Error())
-		return ctrl.Result{}, errors.Join(applyErr, r.writeStatus(ctx, cr, st))
+	if err := res.Err(); err != nil {
+		st.failing("ApplyFailed", err.Error())
+		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, cr, st))
 	}
 
-	healths, lives, err := r.Applier.ChildHealth(ctx, rendered.Objects)
+	healths, lives, err := r.Applier.Health(ctx, rendered.Objects)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -88,9 +108,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
 	}
 	st.projected = projected
-	st.inventory = inventory(rendered.Objects)
 	st.health(healths)
 	return ctrl.Result{}, r.writeStatus(ctx, cr, st)
+}
+
+// record turns what the apply did into events.
+func (r *Reconciler) record(cr *unstructured.Unstructured, res *engine.Result) {
+	for _, c := range res.Changes {
+		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Child"+strings.ToUpper(string(c.Action[:1]))+string(c.Action[1:]), "Apply", "%s %s", c.Object, c.Action)
+	}
+	for _, d := range res.Drifts {
+		action := "corrected"
+		if !d.Corrected {
+			action = "left in place (drift policy report)"
+		}
+		r.warn(cr, "Drifted", "Apply", d.String()+"; "+action)
+	}
+	for _, c := range res.Conflicts {
+		r.warn(cr, "AdoptionRefused", "Apply", c.String())
+	}
+	for _, f := range res.Failed {
+		r.warn(cr, "ApplyFailed", "Apply", f.Error())
+	}
+}
+
+func (r *Reconciler) warn(cr *unstructured.Unstructured, reason, action, note string) {
+	r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, reason, action, "%s", note)
 }
 
 // observe gathers what the template's status projection may use: the live
@@ -133,16 +176,3 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 	}
 	return nil
 }
-
-func inventory(objs []*unstructured.Unstructured) []any {
-	entries := make([]any, 0, len(objs))
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		entries = append(entries, map[string]any{
-			"id": fmt.Sprintf("%s_%s_%s_%s", o.GetNamespace(), o.GetName(), gvk.Group, gvk.Kind),
-			"v":  gvk.Version,
-		})
-	}
-	return entries
-}
-

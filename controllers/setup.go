@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -27,7 +30,7 @@ type Options struct {
 // Setup registers one controller per kind of lib with mgr. Kinds come from
 // the template library; none is coded here.
 func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
-	applier := engine.NewApplier(mgr.GetClient())
+	applier := engine.NewApplier(mgr.GetClient(), mgr.GetAPIReader())
 	for _, kind := range lib.Kinds() {
 		r := &Reconciler{
 			Client:   mgr.GetClient(),
@@ -39,7 +42,7 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 		cr := &unstructured.Unstructured{}
 		cr.SetGroupVersionKind(kind.GVK)
 		b := ctrl.NewControllerManagedBy(mgr).
-			Named(strings.ToLower(kind.GVK.Kind + "." + kind.GVK.Group)).
+			Named(strings.ToLower(kind.GVK.Kind+"."+kind.GVK.Group)).
 			// Status writes bump no generation: reconciling on them would loop.
 			For(cr, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 			WithOptions(controller.Options{
@@ -47,13 +50,30 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 				RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](opts.BackoffMin, opts.BackoffMax),
 			})
 		for _, gvk := range kind.ChildKinds {
+			// A watch on a kind the cluster does not serve would fail the
+			// manager; such children are reported when a CR produces them.
+			if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				mgr.GetLogger().Info("not watching a child kind the cluster does not serve", "kind", kind.GVK.Kind, "child", gvk.String(), "reason", err.Error())
+				continue
+			}
 			child := &unstructured.Unstructured{}
 			child.SetGroupVersionKind(gvk)
-			b = b.Owns(child)
+			b = b.Watches(child, handler.EnqueueRequestsFromMapFunc(ownerOf(kind)))
 		}
 		if err := b.Complete(r); err != nil {
 			return fmt.Errorf("set up controller for %s: %w", kind.GVK, err)
 		}
 	}
 	return nil
+}
+
+// ownerOf maps a child to its CR by owner labels rather than ownerReference,
+// so that children kept without one (Orphan, Retain) are watched too.
+func ownerOf(kind *engine.Kind) handler.MapFunc {
+	return func(_ context.Context, obj client.Object) []reconcile.Request {
+		if owner, ok := kind.OwnerOf(obj); ok {
+			return []reconcile.Request{{NamespacedName: owner}}
+		}
+		return nil
+	}
 }

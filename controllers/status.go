@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,9 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	// ConditionDrifted is True while children differ from the template and
+	// the drift policy is report.
+	ConditionDrifted = "Drifted"
 )
 
 // status is the status a reconcile is about to write. Everything it does not
@@ -24,7 +28,7 @@ const (
 type status struct {
 	generation int64
 	conditions []metav1.Condition
-	inventory  []any
+	inventory  engine.Inventory
 	projected  map[string]any
 }
 
@@ -38,7 +42,7 @@ func newStatus(cr *unstructured.Unstructured) *status {
 	for k, v := range old {
 		switch {
 		case k == "inventory":
-			st.inventory, _ = v.([]any)
+			st.inventory = engine.InventoryFromStatus(cr)
 		case !reservedStatusFields[k]:
 			st.projected[k] = v
 		}
@@ -62,6 +66,21 @@ func (s *status) set(typ string, value metav1.ConditionStatus, reason, message s
 	meta.SetStatusCondition(&s.conditions, metav1.Condition{
 		Type: typ, Status: value, Reason: reason, Message: message, ObservedGeneration: s.generation,
 	})
+}
+
+// drift sets Drifted from the drifts left in place.
+func (s *status) drift(drifts []engine.Drift) {
+	var left []string
+	for _, d := range drifts {
+		if !d.Corrected {
+			left = append(left, d.String())
+		}
+	}
+	if len(left) == 0 {
+		meta.RemoveStatusCondition(&s.conditions, ConditionDrifted)
+		return
+	}
+	s.set(ConditionDrifted, metav1.ConditionTrue, "DriftReported", strings.Join(left, "; "))
 }
 
 // stalled records an error that retrying cannot fix.
@@ -114,7 +133,11 @@ func (s *status) build() map[string]any {
 	}
 	out["conditions"] = conds
 	if s.inventory != nil {
-		out["inventory"] = s.inventory
+		inv := make([]any, len(s.inventory))
+		for i, e := range s.inventory {
+			inv[i] = map[string]any{"id": e.ID, "v": e.Version}
+		}
+		out["inventory"] = inv
 	}
 	return out
 }

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 
 	"cuelang.org/go/cue"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Kind is one custom resource kind and the template that renders it.
@@ -114,4 +117,23 @@ func (k *Kind) allowsChild(gvk schema.GroupVersionKind) bool {
 		}
 	}
 	return false
+}
+
+// ownerLabel is the value of LabelOwnerKind on this kind's children.
+func (k *Kind) ownerLabel() string {
+	return strings.ToLower(k.GVK.Kind + "." + k.GVK.Group)
+}
+
+// OwnerOf returns the CR that a child names in its owner labels. Every
+// child carries them, those kept without an ownerReference included.
+func (k *Kind) OwnerOf(child metav1.Object) (types.NamespacedName, bool) {
+	l := child.GetLabels()
+	if l[LabelOwnerKind] != k.ownerLabel() || l[LabelOwnerName] == "" {
+		return types.NamespacedName{}, false
+	}
+	ns := child.GetNamespace()
+	if !k.Namespaced {
+		ns = ""
+	}
+	return types.NamespacedName{Namespace: ns, Name: l[LabelOwnerName]}, true
 }

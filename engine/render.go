@@ -5,21 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
 	"cuelang.org/go/cue"
 	"github.com/fluxcd/pkg/ssa"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Labels cuerator puts on every child, so that a child names its CR even
 // when it has no ownerReference (offline renders, cluster-scoped children).
 const (
-	LabelManagedBy  = "app.kubernetes.io/managed-by"
-	LabelOwnerName  = "cuerator.dev/owner-name"
-	LabelOwnerKind  = "cuerator.dev/owner-kind"
-	managedByValue  = "cuerator"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelOwnerName = "cuerator.dev/owner-name"
+	LabelOwnerKind = "cuerator.dev/owner-kind"
+	managedByValue = "cuerator"
 )
 
 var (
@@ -145,9 +144,11 @@ func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructure
 	}
 	labels[LabelManagedBy] = managedByValue
 	labels[LabelOwnerName] = cr.GetName()
-	labels[LabelOwnerKind] = strings.ToLower(k.GVK.Kind + "." + k.GVK.Group)
+	labels[LabelOwnerKind] = k.ownerLabel()
 	obj.SetLabels(labels)
-	if uid := cr.GetUID(); uid != "" && k.Namespaced {
+	// Orphan and Retain children must outlive their CR, so the garbage
+	// collector must not see them as dependents.
+	if uid := cr.GetUID(); uid != "" && prunePolicy(obj) == PruneDelete {
 		obj.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(cr, k.GVK)})
 	}
 	return obj, nil
@@ -207,4 +208,3 @@ func (s byApplyOrder) Swap(i, j int) {
 func (s byApplyOrder) Less(i, j int) bool {
 	return ssa.SortableUnstructureds(s.r.Objects).Less(i, j)
 }
-

@@ -110,12 +110,18 @@ func TestRenderAppliesCUEDefaults(t *testing.T) {
 func TestRenderRejectsBadSpecNamingTheField(t *testing.T) {
 	kind := loadLibrary(t).Kind(memcachedGVK)
 	for name, mutate := range map[string]func(*unstructured.Unstructured){
-		"zero":     func(cr *unstructured.Unstructured) { _ = unstructured.SetNestedField(cr.Object, int64(0), "spec", "size") },
-		"eleven":   func(cr *unstructured.Unstructured) { _ = unstructured.SetNestedField(cr.Object, int64(11), "spec", "size") },
-		"string":   func(cr *unstructured.Unstructured) { _ = unstructured.SetNestedField(cr.Object, "three", "spec", "size") },
-		"missing":  func(cr *unstructured.Unstructured) { unstructured.RemoveNestedField(cr.Object, "spec", "size") },
-		"no spec":  func(cr *unstructured.Unstructured) { unstructured.RemoveNestedField(cr.Object, "spec") },
-		"float":    func(cr *unstructured.Unstructured) { _ = unstructured.SetNestedField(cr.Object, 2.5, "spec", "size") },
+		"zero": func(cr *unstructured.Unstructured) {
+			_ = unstructured.SetNestedField(cr.Object, int64(0), "spec", "size")
+		},
+		"eleven": func(cr *unstructured.Unstructured) {
+			_ = unstructured.SetNestedField(cr.Object, int64(11), "spec", "size")
+		},
+		"string": func(cr *unstructured.Unstructured) {
+			_ = unstructured.SetNestedField(cr.Object, "three", "spec", "size")
+		},
+		"missing": func(cr *unstructured.Unstructured) { unstructured.RemoveNestedField(cr.Object, "spec", "size") },
+		"no spec": func(cr *unstructured.Unstructured) { unstructured.RemoveNestedField(cr.Object, "spec") },
+		"float":   func(cr *unstructured.Unstructured) { _ = unstructured.SetNestedField(cr.Object, 2.5, "spec", "size") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cr := readCR(t, "../examples/memcached-sample.yaml")

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fluxcd/pkg/ssa"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// prune removes the stale children: those in the previous inventory that the
+// template no longer produces. It reads each one from the API server first
+// and deletes it only if it is still the CR's, with a UID precondition so a
+// re-created object of the same name is never hit. It returns the entries to
+// keep in the inventory: the ones whose delete failed, for a retry.
+func (a *Applier) prune(ctx context.Context, req Request, stale Inventory, res *Result) Inventory {
+	var keep Inventory
+	for _, entry := range stale {
+		stub, err := entry.Object()
+		if err != nil {
+			continue // a malformed entry names nothing we could own
+		}
+		if err := a.pruneOne(ctx, req, stub, res); err != nil {
+			res.Failed = append(res.Failed, &ChildError{Object: fmtObject(stub), Err: fmt.Errorf("prune: %w", err)})
+			keep = append(keep, entry)
+		}
+	}
+	return keep
+}
+
+func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.Unstructured, res *Result) error {
+	switch stub.GetKind() {
+	case "Namespace", "CustomResourceDefinition":
+		return nil // never deleted: too much would go with them
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(stub.GroupVersionKind())
+	err := a.api.Get(ctx, client.ObjectKeyFromObject(stub), live)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !ownedBy(live, req.Owner, req.Kind) {
+		return nil // someone else's now: not ours to delete
+	}
+	defer a.forgetChild(req.Owner, stub)
+
+	switch prunePolicy(live) {
+	case PruneRetain:
+		return nil
+	case PruneOrphan:
+		return a.release(ctx, live)
+	}
+	uid := live.GetUID()
+	err = a.cache.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or replaced by another object of that name
+	}
+	if err != nil {
+		return err
+	}
+	res.Changes = append(res.Changes, Change{Object: fmtObject(live), Action: ssa.DeletedAction})
+	return nil
+}
+
+// release removes cuerator's owner labels and reference from an orphaned
+// child, so that no CR claims it any more.
+func (a *Applier) release(ctx context.Context, live *unstructured.Unstructured) error {
+	patch := client.MergeFrom(live.DeepCopy())
+	labels := live.GetLabels()
+	delete(labels, LabelOwnerName)
+	delete(labels, LabelOwnerKind)
+	delete(labels, LabelManagedBy)
+	live.SetLabels(labels)
+	live.SetOwnerReferences(nil)
+	return a.cache.Patch(ctx, live, patch)
+}
+
+func (a *Applier) forgetChild(owner, stub *unstructured.Unstructured) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.snapshots, childKey(owner, stub))
+}
