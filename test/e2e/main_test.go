@@ -1,0 +1,139 @@
+// Package e2e drives cuerator the way a user does: the real kubectl against
+// a real API server, with the operator reconciling in the background.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/cuerator/cuerator/controllers"
+	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/cluster"
+)
+
+var (
+	testCluster *cluster.Cluster
+	k8s         client.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(cluster.Main(m, setup))
+}
+
+// setup installs the committed CRDs as `make install` does and starts the
+// operator in this process.
+func setup(c *cluster.Cluster) (stop func(), err error) {
+	testCluster = c
+	if out, err := kubectlOut(c.KubeconfigPath, "apply", "--server-side", "-f", "../../deploy/crds/"); err != nil {
+		return nil, fmt.Errorf("install CRDs: %v: %s", err, out)
+	}
+	if out, err := kubectlOut(c.KubeconfigPath, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
+		return nil, fmt.Errorf("wait for CRDs: %v: %s", err, out)
+	}
+	logFile, err := os.CreateTemp("", "cuerator-e2e-operator-*.log")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(os.Stderr, "operator log:", logFile.Name())
+	ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
+
+	lib, err := engine.Load(schemas.FS)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := controllers.NewManager(c.Config, lib, controllers.ManagerOptions{
+		Options: controllers.Options{
+			MaxConcurrentReconciles: 4,
+			ReconcileTimeout:        30 * time.Second,
+			BackoffMin:              100 * time.Millisecond,
+			BackoffMax:              10 * time.Second,
+		},
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	k8s = mgr.GetClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "operator:", err)
+		}
+	}, nil
+}
+
+func kubectlOut(kubeconfig string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// kubectl runs the real kubectl against the test cluster and fails the test
+// when it fails.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubectlOut(testCluster.KubeconfigPath, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// kubectlFails runs kubectl expecting it to fail, and returns its output.
+func kubectlFails(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("kubectl %s succeeded, want a rejection:\n%s", strings.Join(args, " "), out)
+	}
+	return string(out)
+}
+
+// eventually polls check until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// namespace creates a namespace for one test and deletes it afterwards.
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	kubectl(t, "create", "namespace", name)
+	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "namespace", name, "--wait=false") })
+	return name
+}
