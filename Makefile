@@ -10,13 +10,20 @@ GO ?= go
 BIN := bin/cuerator
 IMG ?= cuerator:dev
 
-.PHONY: build generate install uninstall run test demo demo-stop
+.PHONY: build generate install uninstall run test demo demo-stop cue-tool
 
 build: ## Build the cuerator binary into bin/
 	$(GO) build -o $(BIN) ./cmd/cuerator
 
 generate: ## Regenerate deploy/crds from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
+
+# The stock cue CLI at the version cuerator embeds: the corpus test checks
+# that `cue vet` agrees with the CRDs and with `cuerator vet`.
+CUE_VERSION := v0.17.1
+
+cue-tool: ## Install the cue CLI into bin/cue
+	GOBIN=$(abspath bin) $(GO) install cuelang.org/go/cmd/cue@$(CUE_VERSION)
 
 install: ## Apply the CRDs to the cluster in KUBECONFIG
 	kubectl apply --server-side -f deploy/crds/
@@ -27,7 +34,7 @@ uninstall: ## Delete the CRDs (and so every CR) from the cluster in KUBECONFIG
 run: build ## Run the operator in the foreground against KUBECONFIG (Ctrl-C stops it)
 	$(BIN) run --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081
 
-test: cluster-tools ## Run every test against a real local cluster
+test: cluster-tools cue-tool ## Run every test against a real local cluster
 	$(GO) vet ./...
 	$(GO) test ./... -count=1 -timeout 40m
 
@@ -53,7 +60,7 @@ cluster-up: cluster-tools ## Start the local cluster in the background (no-op if
 	if [ -f $$kc ] && kubectl --kubeconfig $$kc get --raw /readyz >/dev/null 2>&1; then \
 		echo "cluster already up"; \
 	else \
-		go build -o $(LOCALCLUSTER) ./test/cluster/cmd/localcluster || exit 1; \
+		$(GO) build -o $(LOCALCLUSTER) ./test/cluster/cmd/localcluster || exit 1; \
 		mkdir -p $(CLUSTER_DIR); \
 		setsid nohup $(LOCALCLUSTER) up --dir $(CLUSTER_DIR) >$(CLUSTER_DIR)/localcluster.log 2>&1 </dev/null & \
 		pid=$$!; \
@@ -70,5 +77,5 @@ cluster-up: cluster-tools ## Start the local cluster in the background (no-op if
 	echo "export KUBECONFIG=$(abspath $(CLUSTER_DIR))/kubeconfig"
 
 cluster-down: ## Stop the local cluster and remove its data
-	go build -o $(LOCALCLUSTER) ./test/cluster/cmd/localcluster
+	$(GO) build -o $(LOCALCLUSTER) ./test/cluster/cmd/localcluster
 	$(LOCALCLUSTER) down --dir $(CLUSTER_DIR)
