@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,10 +22,6 @@ import (
 	"github.com/cuerator/cuerator/engine"
 )
 
-// conflictRetry is how often a CR whose child is held by someone else looks
-// again: the adopt annotation goes on an object cuerator gets no event for.
-const conflictRetry = 30 * time.Second
-
 // Reconciler turns the CRs of one kind into their children.
 type Reconciler struct {
 	Client   client.Client
@@ -33,6 +30,10 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Timeout bounds one reconcile, API calls included.
 	Timeout time.Duration
+	// ConflictRetry is how often a CR whose child is held by someone else
+	// looks again: the adopt annotation goes on an object that sends this
+	// CR no event.
+	ConflictRetry time.Duration
 }
 
 // Reconcile renders the CR, applies its children, prunes what the template
@@ -87,7 +88,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			msgs[i] = c.String()
 		}
 		st.stalled("AdoptionRefused", strings.Join(msgs, "; "))
-		return ctrl.Result{RequeueAfter: conflictRetry}, r.writeStatus(ctx, cr, st)
+		return ctrl.Result{RequeueAfter: r.ConflictRetry}, r.writeStatus(ctx, cr, st)
 	}
 	if err := res.Err(); err != nil {
 		st.failing("ApplyFailed", err.Error())
@@ -162,12 +163,19 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 // writeStatus server-side applies the status subresource, so the operator
 // owns exactly the status fields it sets and never touches spec.
 func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructured, st *status) error {
+	desired, err := st.build()
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(desired, cr.Object["status"]) {
+		return nil // an unchanged status costs no request
+	}
 	patch := &unstructured.Unstructured{}
 	patch.SetGroupVersionKind(r.Kind.GVK)
 	patch.SetName(cr.GetName())
 	patch.SetNamespace(cr.GetNamespace())
-	patch.Object["status"] = st.build()
-	err := r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(engine.FieldManager), client.ForceOwnership)
+	patch.Object["status"] = desired
+	err = r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(engine.FieldManager), client.ForceOwnership)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

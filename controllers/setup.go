@@ -25,6 +25,9 @@ type Options struct {
 	ReconcileTimeout        time.Duration
 	// A failing CR is retried after BackoffMin, doubling up to BackoffMax.
 	BackoffMin, BackoffMax time.Duration
+	// ConflictRetry is how often a CR blocked by a child it does not own
+	// checks again for the adopt annotation.
+	ConflictRetry time.Duration
 }
 
 // Setup registers one controller per kind of lib with mgr. Kinds come from
@@ -33,11 +36,12 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 	applier := engine.NewApplier(mgr.GetClient(), mgr.GetAPIReader())
 	for _, kind := range lib.Kinds() {
 		r := &Reconciler{
-			Client:   mgr.GetClient(),
-			Kind:     kind,
-			Applier:  applier,
-			Recorder: mgr.GetEventRecorder("cuerator"),
-			Timeout:  opts.ReconcileTimeout,
+			Client:        mgr.GetClient(),
+			Kind:          kind,
+			Applier:       applier,
+			Recorder:      mgr.GetEventRecorder("cuerator"),
+			Timeout:       opts.ReconcileTimeout,
+			ConflictRetry: opts.ConflictRetry,
 		}
 		cr := &unstructured.Unstructured{}
 		cr.SetGroupVersionKind(kind.GVK)

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/cuerator/cuerator/engine"
 )
@@ -116,7 +118,9 @@ func (s *status) health(children []engine.Health) {
 	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)
 }
 
-func (s *status) build() map[string]any {
+// build returns the status as the API server would return it (JSON
+// numbers as int64), so that it compares equal to an unchanged one.
+func (s *status) build() (map[string]any, error) {
 	out := map[string]any{}
 	for k, v := range s.projected {
 		if !reservedStatusFields[k] {
@@ -124,20 +128,17 @@ func (s *status) build() map[string]any {
 		}
 	}
 	out["observedGeneration"] = s.generation
-	conds := make([]any, 0, len(s.conditions))
-	for _, c := range s.conditions {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&c)
-		if err == nil {
-			conds = append(conds, m)
-		}
-	}
-	out["conditions"] = conds
+	out["conditions"] = s.conditions
 	if s.inventory != nil {
-		inv := make([]any, len(s.inventory))
-		for i, e := range s.inventory {
-			inv[i] = map[string]any{"id": e.ID, "v": e.Version}
-		}
-		out["inventory"] = inv
+		out["inventory"] = s.inventory
 	}
-	return out
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	var normalized map[string]any
+	if err := utiljson.Unmarshal(raw, &normalized); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return normalized, nil
 }
