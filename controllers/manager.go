@@ -1,15 +1,19 @@
 package controllers
 
 import (
+	"context"
 	"errors"
-	"net/http"
-
 	"fmt"
+	"net/http"
+	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -25,7 +29,16 @@ type ManagerOptions struct {
 	LeaderElection         bool
 	LeaderElectionID       string
 	LeaderElectionNS       string
+	// WatchNamespace restricts every watch to one namespace; empty watches all.
+	WatchNamespace string
+	// WatchLabelSelector, unless nil or empty, restricts the CRs this process
+	// caches and so reconciles: processes with disjoint selectors shard the CRs.
+	WatchLabelSelector labels.Selector
 }
+
+// readyzSyncWait bounds how long /readyz waits for the caches, so that a
+// probe gets a prompt "not ready" rather than a hung request.
+const readyzSyncWait = time.Second
 
 // NewManager builds a manager that serves every kind of lib, with health
 // and readiness probes and Prometheus metrics.
@@ -36,6 +49,7 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
+		Cache:  cacheOptions(lib, opts),
 		// Children are unstructured; reading them from the informers is what
 		// makes an unchanged reconcile free of API requests.
 		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
@@ -56,9 +70,13 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
-	// Ready once the informer caches have synced.
+	// Ready once the informers started so far have synced. A standby of
+	// leader election starts its controllers, and so their informers, only
+	// when it leads: until then it is ready as a standby.
 	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+		ctx, cancel := context.WithTimeout(req.Context(), readyzSyncWait)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("caches not synced")
 		}
 		return nil
@@ -66,4 +84,23 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// cacheOptions scopes the informers: to one namespace, and for the CRs of
+// every kind to the label selector, so that CRs of other shards are not even
+// cached. Children stay unfiltered: they do not carry their CR's labels.
+func cacheOptions(lib *engine.Library, opts ManagerOptions) cache.Options {
+	var co cache.Options
+	if opts.WatchNamespace != "" {
+		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
+	}
+	if opts.WatchLabelSelector != nil && !opts.WatchLabelSelector.Empty() {
+		co.ByObject = map[client.Object]cache.ByObject{}
+		for _, kind := range lib.Kinds() {
+			cr := &unstructured.Unstructured{}
+			cr.SetGroupVersionKind(kind.GVK)
+			co.ByObject[cr] = cache.ByObject{Label: opts.WatchLabelSelector}
+		}
+	}
+	return co
 }

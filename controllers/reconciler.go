@@ -47,6 +47,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Applier.Forget(req.NamespacedName)
+			forgetChildren(r.Kind, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -57,13 +58,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	log.FromContext(ctx).V(1).Info("reconciling", "generation", cr.GetGeneration())
 	st := newStatus(cr)
 
+	renderDone := observePhase(r.Kind, phaseRender)
 	rendered, err := r.Kind.Render(cr)
+	renderDone()
 	if err != nil {
+		countRenderError(r.Kind)
 		// Retrying cannot fix a spec or template error; a new generation
 		// will. Nothing is applied or pruned from a failed render.
 		reason := "InvalidSpec"
-		var verr *engine.ValidationError
-		if !errors.As(err, &verr) {
+		if terr := (*engine.TemplateError)(nil); errors.As(err, &terr) {
 			reason = "TemplateError"
 		}
 		st.stalled(reason, err.Error())
@@ -71,6 +74,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
 	}
 
+	applyDone := observePhase(r.Kind, phaseApply)
 	res := r.Applier.Apply(ctx, engine.Request{
 		Owner:       cr,
 		Kind:        r.Kind,
@@ -78,8 +82,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Previous:    engine.InventoryFromStatus(cr),
 		ReportDrift: cr.GetAnnotations()[engine.AnnotationDrift] == "report",
 	})
+	applyDone()
 	st.inventory = res.Inventory
 	r.record(cr, res)
+	countApply(r.Kind, req.NamespacedName, res)
 	st.drift(res.Drifts)
 
 	if len(res.Conflicts) > 0 {
@@ -163,6 +169,7 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 // writeStatus server-side applies the status subresource, so the operator
 // owns exactly the status fields it sets and never touches spec.
 func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructured, st *status) error {
+	defer observePhase(r.Kind, phaseStatus)()
 	desired, err := st.build()
 	if err != nil {
 		return err

@@ -91,3 +91,13 @@ func Diagnose(err error) error {
 	}
 	return &ValidationError{Errs: out}
 }
+
+// TemplateError is a failure of the template itself rather than of the CR:
+// the CR was valid, and no CR can fix it.
+type TemplateError struct {
+	Dir string
+	Err error
+}
+
+func (e *TemplateError) Error() string { return "template " + e.Dir + ": " + e.Err.Error() }
+func (e *TemplateError) Unwrap() error { return e.Err }

@@ -86,19 +86,19 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	}
 	objects := filled.LookupPath(pathObjects)
 	if err := objects.Validate(cue.Concrete(true)); err != nil {
-		return nil, fmt.Errorf("template %s: %w", k.Dir, Diagnose(err))
+		return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
 	}
 
 	out := &Rendered{filled: filled}
 	iter, err := objects.Fields()
 	if err != nil {
-		return nil, fmt.Errorf("template %s: objects: %w", k.Dir, Diagnose(err))
+		return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("objects: %w", Diagnose(err))}
 	}
 	for iter.Next() {
 		key := iter.Selector().String()
 		obj, err := k.decodeChild(key, iter.Value(), cr)
 		if err != nil {
-			return nil, err
+			return nil, &TemplateError{Dir: k.Dir, Err: err}
 		}
 		out.Objects = append(out.Objects, obj)
 		out.Keys = append(out.Keys, key)
@@ -107,14 +107,14 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 
 	if sel := filled.LookupPath(pathObserve); sel.Exists() {
 		if err := sel.Decode(&out.PodSelector); err != nil {
-			return nil, fmt.Errorf("template %s: observe.pods.matchLabels: %w", k.Dir, Diagnose(err))
+			return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("observe.pods.matchLabels: %w", Diagnose(err))}
 		}
 	}
 	return out, nil
 }
 
 func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	where := fmt.Sprintf("template %s: objects.%s", k.Dir, key)
+	where := "objects." + key
 	// Through JSON, so that numbers become int64 as the API machinery expects.
 	raw, err := v.MarshalJSON()
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 var (
 	testCluster *cluster.Cluster
 	k8s         client.Client
+	// extraStops stop operators that tests start besides the main one.
+	extraStops []func()
 )
 
 func TestMain(m *testing.M) {
@@ -70,6 +72,9 @@ func setup(c *cluster.Cluster) (stop func(), err error) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return func() {
+		for _, stop := range extraStops {
+			stop()
+		}
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "operator:", err)

@@ -1,0 +1,317 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/cuerator/cuerator/controllers"
+	"github.com/cuerator/cuerator/engine"
+)
+
+// The Widget kind (testdata/widgets) adds and drops children by spec
+// switches, to exercise pruning, adoption and drift. It runs in its own
+// manager, loaded as a user's --templates directory would be, and its API
+// requests are counted.
+
+const widgetTemplates = "testdata/widgets"
+
+var (
+	widgetsOnce sync.Once
+	widgetsErr  error
+	// widgetRequests counts the widget operator's API requests other than
+	// watches.
+	widgetRequests atomic.Int64
+)
+
+// requestCounter counts every non-watch request that passes through it.
+type requestCounter struct{ next http.RoundTripper }
+
+func (c requestCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Query().Get("watch") != "true" {
+		widgetRequests.Add(1)
+	}
+	return c.next.RoundTrip(req)
+}
+
+// startWidgets installs the Widget CRD and starts its operator once.
+func startWidgets(t *testing.T) {
+	t.Helper()
+	widgetsOnce.Do(func() { widgetsErr = runWidgetOperator() })
+	if widgetsErr != nil {
+		t.Fatalf("widget operator: %v", widgetsErr)
+	}
+}
+
+func runWidgetOperator() error {
+	lib, err := engine.Load(os.DirFS(widgetTemplates))
+	if err != nil {
+		return err
+	}
+	crds, err := lib.CRDs()
+	if err != nil {
+		return err
+	}
+	manifest, err := engine.MarshalCRDYAML(crds)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("kubectl", "apply", "--server-side", "-f", "-")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
+	cmd.Stdin = strings.NewReader(string(manifest))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("install widget CRD: %v: %s", err, out)
+	}
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/widgets.test.cuerator.dev", "--timeout=60s"); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+
+	cfg := rest.CopyConfig(testCluster.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return requestCounter{next: rt} })
+	mgr, err := controllers.NewManager(cfg, lib, controllers.ManagerOptions{
+		Options: controllers.Options{
+			MaxConcurrentReconciles: 2,
+			ReconcileTimeout:        30 * time.Second,
+			BackoffMin:              100 * time.Millisecond,
+			BackoffMax:              5 * time.Second,
+			ConflictRetry:           time.Second,
+		},
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return fmt.Errorf("widget operator caches did not sync: %v", <-done)
+	}
+	extraStops = append(extraStops, func() { cancel(); <-done })
+	return nil
+}
+
+
+// applyWidget applies a Widget with the given spec lines (YAML, indented
+// two spaces) through kubectl.
+func applyWidget(t *testing.T, ns, name, spec string) {
+	t.Helper()
+	manifest := fmt.Sprintf("apiVersion: test.cuerator.dev/v1\nkind: Widget\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n%s", name, ns, spec)
+	kubectlIn(t, manifest, "apply", "-f", "-")
+}
+
+func kubectlIn(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// exists reports whether kubectl finds the object.
+func exists(t *testing.T, ns, kind, name string) bool {
+	t.Helper()
+	out := kubectl(t, "get", kind, name, "-n", ns, "--ignore-not-found", "-o", "name")
+	return strings.TrimSpace(out) != ""
+}
+
+func jsonpath(t *testing.T, ns, object, path string) string {
+	t.Helper()
+	return kubectl(t, "get", object, "-n", ns, "-o", "jsonpath="+path)
+}
+
+func condition(t *testing.T, ns, object, typ string) string {
+	t.Helper()
+	return jsonpath(t, ns, object, fmt.Sprintf(`{.status.conditions[?(@.type=="%s")].status}/{.status.conditions[?(@.type=="%s")].reason}: {.status.conditions[?(@.type=="%s")].message}`, typ, typ, typ))
+}
+
+func waitReady(t *testing.T, ns, object string) {
+	t.Helper()
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", object, "--timeout=90s")
+}
+
+func TestPruneRemovesExactlyWhatTheTemplateDrops(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-prune")
+	applyWidget(t, ns, "w", "  withConfig: true\n  volume: true\n")
+	eventually(t, 60*time.Second, "children created", func() error {
+		for _, o := range [][2]string{{"deployment", "w"}, {"configmap", "w-config"}, {"pvc", "w-data"}} {
+			if !exists(t, ns, o[0], o[1]) {
+				return fmt.Errorf("%s/%s missing", o[0], o[1])
+			}
+		}
+		return nil
+	})
+	waitReady(t, ns, "widget/w")
+
+	// The template stops producing the ConfigMap and the claim: the
+	// ConfigMap goes, the claim is retained (volumes are by default).
+	applyWidget(t, ns, "w", "  withConfig: false\n  volume: false\n")
+	eventually(t, 30*time.Second, "ConfigMap pruned", func() error {
+		if exists(t, ns, "configmap", "w-config") {
+			return fmt.Errorf("w-config still there")
+		}
+		return nil
+	})
+	if !exists(t, ns, "deployment", "w") {
+		t.Error("the Deployment, still produced, was deleted")
+	}
+	if !exists(t, ns, "pvc", "w-data") {
+		t.Error("the PersistentVolumeClaim was deleted; claims are retained by default")
+	}
+	eventually(t, 30*time.Second, "inventory lists only the Deployment", func() error {
+		if inv := jsonpath(t, ns, "widget/w", "{.status.inventory[*].id}"); inv != ns+"_w_apps_Deployment" {
+			return fmt.Errorf("inventory %q", inv)
+		}
+		return nil
+	})
+
+	// A template that fails to render removes nothing and says why.
+	applyWidget(t, ns, "w", "  withConfig: true\n  mode: broken\n")
+	eventually(t, 30*time.Second, "Stalled on the template error", func() error {
+		if c := condition(t, ns, "widget/w", "Stalled"); !strings.HasPrefix(c, "True/TemplateError") || !strings.Contains(c, "spec.replicas") {
+			return fmt.Errorf("Stalled condition %q", c)
+		}
+		return nil
+	})
+	if !exists(t, ns, "deployment", "w") {
+		t.Error("a failed render deleted the Deployment")
+	}
+	if exists(t, ns, "configmap", "w-config") {
+		t.Error("a failed render applied part of the graph")
+	}
+
+	// Fixed again: the ConfigMap comes back and the CR is Ready.
+	applyWidget(t, ns, "w", "  withConfig: true\n")
+	eventually(t, 30*time.Second, "ConfigMap back", func() error {
+		if !exists(t, ns, "configmap", "w-config") {
+			return fmt.Errorf("w-config missing")
+		}
+		return nil
+	})
+	waitReady(t, ns, "widget/w")
+}
+
+func TestAdoptionGuard(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-adopt")
+	// Someone created an object with the name a child would take.
+	kubectl(t, "create", "configmap", "w-config", "-n", ns, "--from-literal=owner=someone-else")
+
+	applyWidget(t, ns, "w", "  withConfig: true\n")
+	eventually(t, 30*time.Second, "adoption refused", func() error {
+		c := condition(t, ns, "widget/w", "Stalled")
+		if !strings.HasPrefix(c, "True/AdoptionRefused") || !strings.Contains(c, "ConfigMap/"+ns+"/w-config") || !strings.Contains(c, "kubectl") {
+			return fmt.Errorf("Stalled condition %q", c)
+		}
+		return nil
+	})
+	events := kubectl(t, "get", "events", "-n", ns, "--field-selector=reason=AdoptionRefused", "-o", "jsonpath={.items[*].message}")
+	if !strings.Contains(events, "w-config") {
+		t.Errorf("no AdoptionRefused event names w-config: %q", events)
+	}
+	if data := jsonpath(t, ns, "configmap/w-config", "{.data}"); data != `{"owner":"someone-else"}` {
+		t.Errorf("the unowned ConfigMap was modified: %s", data)
+	}
+	if refs := jsonpath(t, ns, "configmap/w-config", "{.metadata.ownerReferences}"); refs != "" {
+		t.Errorf("the unowned ConfigMap got ownerReferences: %s", refs)
+	}
+	if !exists(t, ns, "deployment", "w") {
+		t.Error("the other children were not applied")
+	}
+
+	kubectl(t, "annotate", "configmap", "w-config", "-n", ns, "cuerator.dev/adopt=true")
+	eventually(t, 30*time.Second, "ConfigMap adopted", func() error {
+		if g := jsonpath(t, ns, "configmap/w-config", "{.data.greeting} {.metadata.ownerReferences[0].kind}"); g != "hello Widget" {
+			return fmt.Errorf("ConfigMap greeting/owner %q", g)
+		}
+		return nil
+	})
+	waitReady(t, ns, "widget/w")
+}
+
+func TestDeletingACRKeepsRetainedChildrenAndClaims(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-delete")
+	applyWidget(t, ns, "w", "  withConfig: true\n  retained: true\n  volume: true\n")
+	waitReady(t, ns, "widget/w")
+	kubectl(t, "delete", "widget", "w", "-n", ns, "--timeout=60s")
+	eventually(t, 90*time.Second, "owned children garbage collected", func() error {
+		if exists(t, ns, "deployment", "w") || exists(t, ns, "configmap", "w-config") {
+			return fmt.Errorf("Deployment or w-config still there")
+		}
+		return nil
+	})
+	if !exists(t, ns, "configmap", "w-kept") {
+		t.Error("the Retain ConfigMap was deleted with its CR")
+	}
+	if !exists(t, ns, "pvc", "w-data") {
+		t.Error("the claim was deleted with its CR")
+	}
+}
+
+// A reconcile in which neither the CR nor a child changed issues no API
+// request: children and status are compared in the informer cache.
+func TestNoopReconcileIssuesNoRequests(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-noop")
+	applyWidget(t, ns, "w", "  withConfig: true\n  retained: true\n  volume: true\n")
+	waitReady(t, ns, "widget/w")
+	// Let the last status write and its echo settle.
+	time.Sleep(2 * time.Second)
+
+	before := reconciles(t, "widget.test.cuerator.dev")
+	requests := widgetRequests.Load()
+	// A label change passes the CR predicate and changes no child.
+	kubectl(t, "label", "widget", "w", "-n", ns, "touched=yes")
+	eventually(t, 30*time.Second, "a reconcile ran", func() error {
+		if n := reconciles(t, "widget.test.cuerator.dev"); n <= before {
+			return fmt.Errorf("reconciles %v -> %v", before, n)
+		}
+		return nil
+	})
+	if n := widgetRequests.Load() - requests; n != 0 {
+		t.Errorf("a no-op reconcile of a CR with 4 children issued %d API requests, want 0", n)
+	}
+}
+
+// reconciles reads controller-runtime's reconcile counter for a controller.
+func reconciles(t *testing.T, controller string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
