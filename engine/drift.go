@@ -36,7 +36,9 @@ func extractFields(live *unstructured.Unstructured, set *fieldpath.Set) (*typed.
 	if err != nil {
 		return nil, err
 	}
-	return tv.ExtractItems(set), nil
+	// Leaves only: a set that also names a parent makes ExtractItems drop
+	// the parent's content.
+	return tv.ExtractItems(set.Leaves()), nil
 }
 
 // managedDigest hashes what live holds at the fields desired sets. Right
