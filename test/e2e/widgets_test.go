@@ -34,12 +34,21 @@ var (
 	widgetRequests atomic.Int64
 )
 
-// requestCounter counts every non-watch request that passes through it.
-type requestCounter struct{ next http.RoundTripper }
+// countRequests makes cfg count into n every request other than watches.
+func countRequests(cfg *rest.Config, n *atomic.Int64) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return requestCounter{next: rt, n: n} })
+	return cfg
+}
+
+type requestCounter struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
 
 func (c requestCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Query().Get("watch") != "true" {
-		widgetRequests.Add(1)
+		c.n.Add(1)
 	}
 	return c.next.RoundTrip(req)
 }
@@ -54,31 +63,11 @@ func startWidgets(t *testing.T) {
 }
 
 func runWidgetOperator() error {
-	lib, err := engine.Load(os.DirFS(widgetTemplates))
+	lib, err := installWidgetCRD()
 	if err != nil {
 		return err
 	}
-	crds, err := lib.CRDs()
-	if err != nil {
-		return err
-	}
-	manifest, err := engine.MarshalCRDYAML(crds)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command("kubectl", "apply", "--server-side", "-f", "-")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
-	cmd.Stdin = strings.NewReader(string(manifest))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("install widget CRD: %v: %s", err, out)
-	}
-	if out, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/widgets.test.cuerator.dev", "--timeout=60s"); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
-	}
-
-	cfg := rest.CopyConfig(testCluster.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return requestCounter{next: rt} })
-	mgr, err := controllers.NewManager(cfg, lib, controllers.ManagerOptions{
+	mgr, err := controllers.NewManager(countRequests(testCluster.Config, &widgetRequests), lib, controllers.ManagerOptions{
 		Options: controllers.Options{
 			MaxConcurrentReconciles: 2,
 			ReconcileTimeout:        30 * time.Second,
@@ -103,6 +92,33 @@ func runWidgetOperator() error {
 	return nil
 }
 
+
+// installWidgetCRD installs the Widget CRD as a user would, from
+// `cuerator crds --templates`, and returns the Widget template library.
+func installWidgetCRD() (*engine.Library, error) {
+	lib, err := engine.Load(os.DirFS(widgetTemplates))
+	if err != nil {
+		return nil, err
+	}
+	crds, err := lib.CRDs()
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := engine.MarshalCRDYAML(crds)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("kubectl", "apply", "--server-side", "-f", "-")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
+	cmd.Stdin = strings.NewReader(string(manifest))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("install widget CRD: %v: %s", err, out)
+	}
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/widgets.test.cuerator.dev", "--timeout=60s"); err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	return lib, nil
+}
 
 // applyWidget applies a Widget with the given spec lines (YAML, indented
 // two spaces) through kubectl.
