@@ -160,8 +160,8 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	if exists && !ownedBy(live, req.Owner, req.Kind) && live.GetAnnotations()[AnnotationAdopt] != "true" {
 		return &Conflict{Object: fmtObject(obj), Owner: currentOwner(live)}, nil
 	}
-	if exists && obj.GetAnnotations()[AnnotationApply] == "create-only" {
-		return nil, nil
+	if obj.GetAnnotations()[AnnotationApply] == "create-only" {
+		return nil, a.createOnce(ctx, obj, exists, res)
 	}
 
 	desired, err := objectDigest(obj)
@@ -214,6 +214,24 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	a.snapshots[key] = snapshot{desired: desired, managed: managed, version: stored.GetResourceVersion()}
 	a.mu.Unlock()
 	return nil, nil
+}
+
+// createOnce creates a create-only child that does not exist. It creates
+// rather than applies: if the cache had not yet seen the object, an apply
+// would overwrite what was generated the first time (a password).
+func (a *Applier) createOnce(ctx context.Context, obj *unstructured.Unstructured, exists bool, res *Result) error {
+	if exists {
+		return nil
+	}
+	err := a.cache.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldManager))
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	res.Changes = append(res.Changes, Change{Object: fmtObject(obj), Action: ssa.CreatedAction})
+	return nil
 }
 
 // applyOptions lets a child be deleted and created again when an immutable

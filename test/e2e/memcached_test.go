@@ -164,7 +164,9 @@ func TestMemcachedInvalidSizeRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubectl(t, "apply", "-n", ns, "-f", sample)
-	before := kubectl(t, "get", "memcached", "memcached-sample", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion} {.spec.size}")
+	// The operator's status writes change the resourceVersion; a rejected
+	// apply must change neither the spec nor the generation.
+	before := kubectl(t, "get", "memcached", "memcached-sample", "-n", ns, "-o", "jsonpath={.metadata.generation} {.spec}")
 
 	for name, spec := range map[string]string{
 		"zero":    "  size: 0\n",
@@ -182,7 +184,7 @@ func TestMemcachedInvalidSizeRejected(t *testing.T) {
 			}
 		})
 	}
-	after := kubectl(t, "get", "memcached", "memcached-sample", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion} {.spec.size}")
+	after := kubectl(t, "get", "memcached", "memcached-sample", "-n", ns, "-o", "jsonpath={.metadata.generation} {.spec}")
 	if before != after {
 		t.Errorf("existing CR changed: %q -> %q", before, after)
 	}
