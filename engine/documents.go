@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sort"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -14,6 +15,20 @@ func (l *Library) RenderCR(cr *unstructured.Unstructured) (*Rendered, error) {
 	}
 	if cr.GetName() == "" {
 		return nil, &ValidationError{Errs: []FieldError{{Path: "metadata.name", Message: "must be set"}}}
+	}
+	// The API server rejects unknown top-level fields (strict field
+	// validation); so does an offline check.
+	var unknown []FieldError
+	for field := range cr.Object {
+		switch field {
+		case "apiVersion", "kind", "metadata", "spec", "status":
+		default:
+			unknown = append(unknown, FieldError{Path: field, Message: "field not allowed"})
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Slice(unknown, func(i, j int) bool { return unknown[i].Path < unknown[j].Path })
+		return nil, &ValidationError{Errs: unknown}
 	}
 	return kind.Render(cr)
 }
