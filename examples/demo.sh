@@ -42,8 +42,9 @@ done
 echo "== operator running (pid $(cat "$pidfile")), log in $state/operator.log"
 
 kubectl apply -f examples/
-kubectl wait --for=condition=Ready memcached --all --timeout=120s
-kubectl get memcacheds,deployments,pods
+kubectl wait --for=condition=Ready memcacheds,webapps,databases --all --timeout=180s
+kubectl get memcacheds,webapps,databases
+kubectl get deployments,statefulsets,services,ingresses,cronjobs,pvc,pods
 
 cat <<MSG
 
@@ -52,6 +53,8 @@ Look further:
   kubectl describe memcached memcached-sample
   kubectl patch memcached memcached-sample --type=merge -p '{"spec":{"size":5}}'
   kubectl get memcached memcached-sample -o jsonpath='{.status.nodes}'
+  kubectl get webapp my-webapp -o jsonpath='{.status.url}'
+  kubectl get database my-db -o jsonpath='{.status.endpoint}'
   bin/cuerator render -f examples/memcached-sample.yaml
 Stop it all:
   make demo-stop
