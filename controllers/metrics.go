@@ -7,6 +7,7 @@ import (
 
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -58,26 +59,26 @@ func init() {
 	metrics.Registry.MustRegister(reconcilePhaseSeconds, childrenGauge, driftTotal, pruneTotal, renderErrorsTotal, adoptionRefusedTotal)
 }
 
-func kindLabel(k *engine.Kind) string {
-	return strings.ToLower(k.GVK.Kind + "." + k.GVK.Group)
+func kindLabel(gvk schema.GroupVersionKind) string {
+	return strings.ToLower(gvk.Kind + "." + gvk.Group)
 }
 
 // observePhase starts timing a phase; calling the result records it.
-func observePhase(k *engine.Kind, phase string) func() {
+func observePhase(gvk schema.GroupVersionKind, phase string) func() {
 	start := time.Now()
 	return func() {
-		reconcilePhaseSeconds.WithLabelValues(kindLabel(k), phase).Observe(time.Since(start).Seconds())
+		reconcilePhaseSeconds.WithLabelValues(kindLabel(gvk), phase).Observe(time.Since(start).Seconds())
 	}
 }
 
-func countRenderError(k *engine.Kind) {
-	renderErrorsTotal.WithLabelValues(kindLabel(k)).Inc()
+func countRenderError(gvk schema.GroupVersionKind) {
+	renderErrorsTotal.WithLabelValues(kindLabel(gvk)).Inc()
 }
 
 // countApply records what one apply did: drifts, prunes, refused adoptions,
 // and the CR's inventory size for cuerator_children.
-func countApply(k *engine.Kind, cr types.NamespacedName, res *engine.Result) {
-	kind := kindLabel(k)
+func countApply(gvk schema.GroupVersionKind, cr types.NamespacedName, res *engine.Result) {
+	kind := kindLabel(gvk)
 	for _, d := range res.Drifts {
 		driftTotal.WithLabelValues(kind, childKind(d.Object)).Inc()
 	}
@@ -93,8 +94,8 @@ func countApply(k *engine.Kind, cr types.NamespacedName, res *engine.Result) {
 }
 
 // forgetChildren drops a deleted CR's children from cuerator_children.
-func forgetChildren(k *engine.Kind, cr types.NamespacedName) {
-	inventories.set(kindLabel(k), cr, 0)
+func forgetChildren(gvk schema.GroupVersionKind, cr types.NamespacedName) {
+	inventories.set(kindLabel(gvk), cr, 0)
 }
 
 // childKind is the kind in the engine's "Kind/namespace/name" object names.

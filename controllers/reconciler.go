@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,10 +25,13 @@ import (
 
 // Reconciler turns the CRs of one kind into their children.
 type Reconciler struct {
-	Client   client.Client
-	Kind     *engine.Kind
-	Applier  *engine.Applier
-	Recorder events.EventRecorder
+	Client client.Client
+	// GVK is the kind this reconciler serves; its template comes from
+	// Templates at each reconcile, so a reloaded template takes effect.
+	GVK       schema.GroupVersionKind
+	Templates *templates
+	Applier   *engine.Applier
+	Recorder  events.EventRecorder
 	// Timeout bounds one reconcile, API calls included.
 	Timeout time.Duration
 	// ConflictRetry is how often a CR whose child is held by someone else
@@ -42,12 +46,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 
+	kind, loadErr := r.Templates.kind(r.GVK)
+	if kind == nil {
+		// Removed from the templates: its children stay as they are.
+		return ctrl.Result{}, nil
+	}
 	cr := &unstructured.Unstructured{}
-	cr.SetGroupVersionKind(r.Kind.GVK)
+	cr.SetGroupVersionKind(r.GVK)
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Applier.Forget(req.NamespacedName)
-			forgetChildren(r.Kind, req.NamespacedName)
+			forgetChildren(r.GVK, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -57,12 +66,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	log.FromContext(ctx).V(1).Info("reconciling", "generation", cr.GetGeneration())
 	st := newStatus(cr)
+	if loadErr != nil {
+		r.warn(cr, "TemplateLoadFailed", "Render", "the last good template stays in use: "+loadErr.Error())
+	}
+	st.templates(loadErr)
 
-	renderDone := observePhase(r.Kind, phaseRender)
-	rendered, err := r.Kind.Render(cr)
+	renderDone := observePhase(r.GVK, phaseRender)
+	rendered, err := kind.Render(cr)
 	renderDone()
 	if err != nil {
-		countRenderError(r.Kind)
+		countRenderError(r.GVK)
 		// Retrying cannot fix a spec or template error; a new generation
 		// will. Nothing is applied or pruned from a failed render.
 		reason := "InvalidSpec"
@@ -74,10 +87,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
 	}
 
-	applyDone := observePhase(r.Kind, phaseApply)
+	applyDone := observePhase(r.GVK, phaseApply)
 	res := r.Applier.Apply(ctx, engine.Request{
 		Owner:       cr,
-		Kind:        r.Kind,
+		Kind:        kind,
 		Objects:     rendered.Objects,
 		Previous:    engine.InventoryFromStatus(cr),
 		ReportDrift: cr.GetAnnotations()[engine.AnnotationDrift] == "report",
@@ -85,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	applyDone()
 	st.inventory = res.Inventory
 	r.record(cr, res)
-	countApply(r.Kind, req.NamespacedName, res)
+	countApply(r.GVK, req.NamespacedName, res)
 	st.drift(res.Drifts)
 
 	if len(res.Conflicts) > 0 {
@@ -169,7 +182,7 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 // writeStatus server-side applies the status subresource, so the operator
 // owns exactly the status fields it sets and never touches spec.
 func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructured, st *status) error {
-	defer observePhase(r.Kind, phaseStatus)()
+	defer observePhase(r.GVK, phaseStatus)()
 	desired, err := st.build()
 	if err != nil {
 		return err
@@ -178,7 +191,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 		return nil // an unchanged status costs no request
 	}
 	patch := &unstructured.Unstructured{}
-	patch.SetGroupVersionKind(r.Kind.GVK)
+	patch.SetGroupVersionKind(r.GVK)
 	patch.SetName(cr.GetName())
 	patch.SetNamespace(cr.GetNamespace())
 	patch.Object["status"] = desired

@@ -22,6 +22,9 @@ const (
 	// ConditionDrifted is True while children differ from the template and
 	// the drift policy is report.
 	ConditionDrifted = "Drifted"
+	// ConditionTemplatesLoaded is False while the newest template change
+	// failed to load and the last good one is in use.
+	ConditionTemplatesLoaded = "TemplatesLoaded"
 )
 
 // status is the status a reconcile is about to write. Everything it does not
@@ -83,6 +86,15 @@ func (s *status) drift(drifts []engine.Drift) {
 		return
 	}
 	s.set(ConditionDrifted, metav1.ConditionTrue, "DriftReported", strings.Join(left, "; "))
+}
+
+// templates records whether the newest templates loaded.
+func (s *status) templates(loadErr error) {
+	if loadErr == nil {
+		meta.RemoveStatusCondition(&s.conditions, ConditionTemplatesLoaded)
+		return
+	}
+	s.set(ConditionTemplatesLoaded, metav1.ConditionFalse, "LoadFailed", "the last good template stays in use: "+loadErr.Error())
 }
 
 // stalled records an error that retrying cannot fix.

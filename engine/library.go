@@ -55,7 +55,7 @@ func Load(fsys fs.FS) (*Library, error) {
 	if len(dirs) == 0 {
 		return nil, errors.New("template module: no kind found (a kind is a directory with an api/ package)")
 	}
-	digest, err := digestFS(fsys)
+	digest, err := DigestFS(fsys)
 	if err != nil {
 		return nil, err
 	}
@@ -129,9 +129,9 @@ func kindDirs(fsys fs.FS) ([]string, error) {
 	return dirs, nil
 }
 
-// digestFS hashes every file name and content, so that a changed template
+// DigestFS hashes every file name and content, so that a changed template
 // shows as a changed digest.
-func digestFS(fsys fs.FS) (string, error) {
+func DigestFS(fsys fs.FS) (string, error) {
 	h := sha256.New()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -14,6 +20,7 @@ import (
 func runCmd(templates *string) *cobra.Command {
 	opts := controllers.ManagerOptions{}
 	zapOpts := zap.Options{}
+	var selector string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the operator against the cluster in KUBECONFIG (or in-cluster)",
@@ -21,11 +28,15 @@ func runCmd(templates *string) *cobra.Command {
   KUBECONFIG=.cluster/kubeconfig cuerator run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := completeRunOptions(&opts, selector); err != nil {
+				return err
+			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			lib, err := loadLibrary(*templates)
 			if err != nil {
 				return err
 			}
+			opts.TemplatesDir = *templates
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return err
@@ -38,6 +49,7 @@ func runCmd(templates *string) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.DurationVar(&opts.TemplatesPoll, "templates-poll-interval", 5*time.Second, "how often --templates is checked for changes, which apply without a restart")
 	f.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "CRs of one kind reconciled at once")
 	f.DurationVar(&opts.ReconcileTimeout, "reconcile-timeout", 30*time.Second, "deadline of one reconcile, API calls included")
 	f.DurationVar(&opts.BackoffMin, "backoff-min", time.Second, "first retry delay after a failed reconcile")
@@ -47,9 +59,40 @@ func runCmd(templates *string) *cobra.Command {
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "cuerator.cuerator.dev", "name of the leader election lease")
-	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace)")
+	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace; required outside a cluster)")
+	f.StringVar(&opts.WatchNamespace, "watch-namespace", "", "reconcile the CRs of this namespace only (default: all namespaces)")
+	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
 	return cmd
+}
+
+// podNamespaceFile is where a pod finds its namespace.
+const podNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// completeRunOptions checks the flags that controller-runtime would only
+// reject later, or with a message that does not name the flag.
+func completeRunOptions(opts *controllers.ManagerOptions, selector string) error {
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return fmt.Errorf("--watch-label-selector %q: %w", selector, err)
+	}
+	opts.WatchLabelSelector = sel
+	if ns := opts.WatchNamespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--watch-namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if opts.LeaderElection && opts.LeaderElectionNS == "" {
+		b, err := os.ReadFile(podNamespaceFile)
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("--leader-elect needs --leader-election-namespace: not running in a pod, so there is no namespace to hold the Lease")
+		}
+		if err != nil {
+			return fmt.Errorf("--leader-elect: reading the pod's namespace for the Lease (or pass --leader-election-namespace): %w", err)
+		}
+		opts.LeaderElectionNS = strings.TrimSpace(string(b))
+	}
+	return nil
 }

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cuerator/cuerator/controllers"
+	"github.com/cuerator/cuerator/engine"
+)
+
+// A template module in a directory, as `cuerator run --templates DIR` uses
+// it, changed while the operator runs.
+
+const liveModule = `module: "test.cuerator.dev/live@v0"
+language: version: "v0.17.0"
+`
+
+// liveKind returns the api and template packages of a kind whose only child
+// is a ConfigMap carrying greeting.
+func liveKind(kind, greeting string) (api, template string) {
+	lower := strings.ToLower(kind)
+	api = fmt.Sprintf(`package api
+
+#CRD: {group: "live.test.cuerator.dev", version: "v1", kind: %q, plural: "%ss", singular: %q, scope: "Namespaced"}
+#Spec: {
+	// size is a number.
+	size: int | *1
+}
+#Status: {...}
+`, kind, lower, lower)
+	template = fmt.Sprintf(`package %s
+
+import "test.cuerator.dev/live/%s/api"
+
+childKinds: [{apiVersion: "v1", kind: "ConfigMap"}]
+cr: {metadata: {name: string, namespace: string, ...}, spec: api.#Spec}
+objects: config: {
+	apiVersion: "v1"
+	kind:       "ConfigMap"
+	metadata: name: cr.metadata.name
+	data: greeting: %q
+}
+`, lower, lower, greeting)
+	return api, template
+}
+
+func writeLiveKind(t *testing.T, dir, kind, greeting string) {
+	t.Helper()
+	api, tmpl := liveKind(kind, greeting)
+	lower := strings.ToLower(kind)
+	writeFile(t, filepath.Join(dir, lower, "api", "api.cue"), api)
+	writeFile(t, filepath.Join(dir, lower, lower+".cue"), tmpl)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLiveTemplates(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), liveModule)
+	writeLiveKind(t, dir, "Gizmo", "hello")
+
+	lib, err := engine.Load(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := controllers.NewManager(testCluster.Config, lib, controllers.ManagerOptions{
+		Options: controllers.Options{
+			MaxConcurrentReconciles: 2,
+			ReconcileTimeout:        30 * time.Second,
+			BackoffMin:              100 * time.Millisecond,
+			BackoffMax:              5 * time.Second,
+			ConflictRetry:           time.Second,
+			TemplatesDir:            dir,
+			TemplatesPoll:           300 * time.Millisecond,
+		},
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatalf("start with --templates: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ns := namespace(t, "live-templates")
+	// The operator installed the CRD of the kind it started with.
+	kubectlIn(t, "apiVersion: live.test.cuerator.dev/v1\nkind: Gizmo\nmetadata: {name: g1}\nspec: {size: 2}\n", "apply", "-n", ns, "-f", "-")
+	waitReady(t, ns, "gizmo/g1")
+	if g := jsonpath(t, ns, "configmap/g1", "{.data.greeting}"); g != "hello" {
+		t.Fatalf("greeting %q", g)
+	}
+
+	t.Run("a new kind is served without a restart", func(t *testing.T) {
+		writeLiveKind(t, dir, "Gadget", "new")
+		eventually(t, 60*time.Second, "Gadget CRD established", func() error {
+			_, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/gadgets.live.test.cuerator.dev", "--timeout=1s")
+			return err
+		})
+		kubectlIn(t, "apiVersion: live.test.cuerator.dev/v1\nkind: Gadget\nmetadata: {name: d1}\nspec: {}\n", "apply", "-n", ns, "-f", "-")
+		waitReady(t, ns, "gadget/d1")
+		if g := jsonpath(t, ns, "configmap/d1", "{.data.greeting}"); g != "new" {
+			t.Errorf("Gadget child greeting %q", g)
+		}
+	})
+
+	t.Run("a changed kind re-renders its CRs", func(t *testing.T) {
+		writeLiveKind(t, dir, "Gizmo", "changed")
+		eventually(t, 60*time.Second, "ConfigMap re-rendered", func() error {
+			if g := jsonpath(t, ns, "configmap/g1", "{.data.greeting}"); g != "changed" {
+				return fmt.Errorf("greeting %q", g)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a broken template keeps the last good one and says so", func(t *testing.T) {
+		writeFile(t, filepath.Join(dir, "gizmo", "gizmo.cue"), "package gizmo\n\nobjects: {\n")
+		eventually(t, 60*time.Second, "TemplatesLoaded=False on the CR", func() error {
+			if c := condition(t, ns, "gizmo/g1", "TemplatesLoaded"); !strings.HasPrefix(c, "False/LoadFailed") {
+				return fmt.Errorf("TemplatesLoaded %q", c)
+			}
+			return nil
+		})
+		events := kubectl(t, "get", "events", "-n", ns, "--field-selector=reason=TemplateLoadFailed", "-o", "jsonpath={.items[*].message}")
+		if !strings.Contains(events, "gizmo") {
+			t.Errorf("no TemplateLoadFailed event names the broken file: %q", events)
+		}
+		if g := jsonpath(t, ns, "configmap/g1", "{.data.greeting}"); g != "changed" {
+			t.Errorf("a broken template changed the child: greeting %q", g)
+		}
+		// A spec change still renders with the last good template.
+		kubectl(t, "patch", "gizmo", "g1", "-n", ns, "--type=merge", "-p", `{"spec":{"size":3}}`)
+		waitReady(t, ns, "gizmo/g1")
+		if !exists(t, ns, "configmap", "g1") {
+			t.Error("the child was removed while the template was broken")
+		}
+	})
+}
