@@ -56,6 +56,7 @@ func runCmd(templates *string) *cobra.Command {
 	f.DurationVar(&opts.BackoffMax, "backoff-max", 5*time.Minute, "longest retry delay after repeated failures")
 	f.DurationVar(&opts.ConflictRetry, "conflict-retry", 30*time.Second, "how often a CR blocked by a child it does not own looks again for the adopt annotation")
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "cuerator.cuerator.dev", "name of the leader election lease")
