@@ -104,11 +104,26 @@ func build1(ctx *cue.Context, inst *build.Instance) (cue.Value, error) {
 	if inst.Err != nil {
 		return cue.Value{}, Diagnose(inst.Err)
 	}
+	if err := refuseTools(inst); err != nil {
+		return cue.Value{}, err
+	}
 	v := ctx.BuildInstance(inst)
 	if err := v.Err(); err != nil {
 		return cue.Value{}, Diagnose(err)
 	}
 	return v, nil
+}
+
+// refuseTools rejects the tool/ packages (exec, file, http, os) anywhere in
+// a template's imports: they describe commands for `cue cmd`, and have no
+// place in a template that must only compute objects.
+func refuseTools(inst *build.Instance) error {
+	for _, path := range append(inst.ImportPaths, inst.Deps...) {
+		if path == "tool" || strings.HasPrefix(path, "tool/") {
+			return fmt.Errorf("%s imports %q: templates may not use the tool packages", inst.ImportPath, path)
+		}
+	}
+	return nil
 }
 
 // kindDirs lists the top-level directories that have an api/ package.
