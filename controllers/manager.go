@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cuerator/cuerator/engine"
@@ -24,7 +25,11 @@ import (
 // ManagerOptions are the process-level settings of the operator.
 type ManagerOptions struct {
 	Options
-	MetricsBindAddress     string
+	MetricsBindAddress string
+	// MetricsSecure serves metrics over HTTPS (with a self-signed
+	// certificate) to callers the API server authenticates and authorizes
+	// for GET /metrics.
+	MetricsSecure          bool
 	HealthProbeBindAddress string
 	LeaderElection         bool
 	LeaderElectionID       string
@@ -53,7 +58,7 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 		// Children are unstructured; reading them from the informers is what
 		// makes an unchanged reconcile free of API requests.
 		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeBindAddress,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        opts.LeaderElectionID,
@@ -84,6 +89,18 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// metricsOptions serves /metrics in plain HTTP, or with MetricsSecure over
+// HTTPS to callers that the API server authenticates (TokenReview) and
+// authorizes (SubjectAccessReview): the operator's identity needs both.
+func metricsOptions(opts ManagerOptions) metricsserver.Options {
+	mo := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
+	if opts.MetricsSecure {
+		mo.SecureServing = true
+		mo.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return mo
 }
 
 // cacheOptions scopes the informers: to one namespace, and for the CRs of
