@@ -370,3 +370,43 @@ func reconciles(t *testing.T, controller string) float64 {
 	}
 	return total
 }
+
+// A change to an immutable field is reported with the field's name; the
+// child is recreated only when the template allows it.
+func TestImmutableFieldChange(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-immutable")
+	applyWidget(t, ns, "w", "  withConfig: false\n")
+	waitReady(t, ns, "widget/w")
+	uid := jsonpath(t, ns, "deployment/w", "{.metadata.uid}")
+
+	applyWidget(t, ns, "w", "  withConfig: false\n  track: canary\n")
+	eventually(t, 30*time.Second, "the immutable selector reported", func() error {
+		if c := condition(t, ns, "widget/w", "Ready"); !strings.HasPrefix(c, "False/ApplyFailed") || !strings.Contains(c, "spec.selector") || !strings.Contains(c, "immutable") {
+			return fmt.Errorf("Ready %q", c)
+		}
+		return nil
+	})
+	if got := jsonpath(t, ns, "deployment/w", "{.metadata.uid} {.spec.selector.matchLabels.track}"); got != uid+" stable" {
+		t.Errorf("the Deployment changed without the recreate policy: %s", got)
+	}
+
+	// The recreate annotation goes on first (a mutable change), then the
+	// selector change recreates the Deployment.
+	applyWidget(t, ns, "w", "  withConfig: false\n  recreate: true\n")
+	eventually(t, 30*time.Second, "recreate annotation applied", func() error {
+		if a := jsonpath(t, ns, "deployment/w", `{.metadata.annotations.cuerator\.dev/recreate}`); a != "true" {
+			return fmt.Errorf("annotation %q", a)
+		}
+		return nil
+	})
+	applyWidget(t, ns, "w", "  withConfig: false\n  recreate: true\n  track: canary\n")
+	eventually(t, 60*time.Second, "Deployment recreated with the new selector", func() error {
+		got := jsonpath(t, ns, "deployment/w", "{.metadata.uid} {.spec.selector.matchLabels.track}")
+		if strings.HasPrefix(got, uid) || !strings.HasSuffix(got, " canary") {
+			return fmt.Errorf("uid/track %q", got)
+		}
+		return nil
+	})
+	waitReady(t, ns, "widget/w")
+}
