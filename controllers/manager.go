@@ -107,7 +107,9 @@ func metricsOptions(opts ManagerOptions) metricsserver.Options {
 // every kind to the label selector, so that CRs of other shards are not even
 // cached. Children stay unfiltered: they do not carry their CR's labels.
 func cacheOptions(lib *engine.Library, opts ManagerOptions) cache.Options {
-	var co cache.Options
+	// managedFields are most of an object's size and the comparisons do not
+	// need them; the engine reads them from the API server when it reports.
+	co := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if opts.WatchNamespace != "" {
 		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
 	}

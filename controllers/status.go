@@ -34,12 +34,20 @@ type status struct {
 	generation int64
 	conditions []metav1.Condition
 	inventory  engine.Inventory
+	children   []childState
 	projected  map[string]any
+}
+
+// childState is one entry of status.children.
+type childState struct {
+	Object  string `json:"object"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
 }
 
 // Fields of status that cuerator itself writes; a template's projection
 // cannot set them.
-var reservedStatusFields = map[string]bool{"observedGeneration": true, "conditions": true, "inventory": true}
+var reservedStatusFields = map[string]bool{"observedGeneration": true, "conditions": true, "inventory": true, "children": true}
 
 func newStatus(cr *unstructured.Unstructured) *status {
 	st := &status{generation: cr.GetGeneration(), projected: map[string]any{}}
@@ -48,6 +56,8 @@ func newStatus(cr *unstructured.Unstructured) *status {
 		switch {
 		case k == "inventory":
 			st.inventory = engine.InventoryFromStatus(cr)
+		case k == "children":
+			st.children = childStatesFrom(v)
 		case !reservedStatusFields[k]:
 			st.projected[k] = v
 		}
@@ -114,6 +124,13 @@ func (s *status) failing(reason, message string) {
 // health sets Ready from the children: True only when every child is
 // Current, otherwise False naming the first child that is not.
 func (s *status) health(children []engine.Health) {
+	s.children = make([]childState, len(children))
+	for i, h := range children {
+		s.children[i] = childState{Object: h.Object, Status: string(h.Status)}
+		if !h.Healthy() {
+			s.children[i].Message = h.Message
+		}
+	}
 	meta.RemoveStatusCondition(&s.conditions, ConditionStalled)
 	for _, h := range children {
 		if !h.Healthy() {
@@ -144,6 +161,9 @@ func (s *status) build() (map[string]any, error) {
 	if s.inventory != nil {
 		out["inventory"] = s.inventory
 	}
+	if s.children != nil {
+		out["children"] = s.children
+	}
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
@@ -153,4 +173,22 @@ func (s *status) build() (map[string]any, error) {
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	return normalized, nil
+}
+
+// childStatesFrom reads status.children back, so that a reconcile which
+// does not look at health keeps it.
+func childStatesFrom(v any) []childState {
+	list, _ := v.([]any)
+	out := make([]childState, 0, len(list))
+	for _, item := range list {
+		m, _ := item.(map[string]any)
+		var c childState
+		c.Object, _ = m["object"].(string)
+		c.Status, _ = m["status"].(string)
+		c.Message, _ = m["message"].(string)
+		if c.Object != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }

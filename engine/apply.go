@@ -158,7 +158,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	if exists && !ownedBy(live, req.Owner, req.Kind) && live.GetAnnotations()[AnnotationAdopt] != "true" {
-		return &Conflict{Object: fmtObject(obj), Owner: currentOwner(live)}, nil
+		return &Conflict{Object: fmtObject(obj), Owner: a.describeOwner(ctx, live)}, nil
 	}
 	if obj.GetAnnotations()[AnnotationApply] == "create-only" {
 		return nil, a.createOnce(ctx, obj, exists, res)
@@ -180,6 +180,10 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		if managed == snap.managed || olderVersion(live.GetResourceVersion(), snap.version) {
 			// Unchanged, or the cache has not seen our last write yet.
 			return nil, nil
+		}
+		// The cache keeps no managedFields; read who changed what.
+		if err := a.api.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+			return nil, fmt.Errorf("read drifted object: %w", err)
 		}
 		fields, managers, err := describeDrift(obj, live)
 		if err != nil {
@@ -214,6 +218,21 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	a.snapshots[key] = snapshot{desired: desired, managed: managed, version: stored.GetResourceVersion()}
 	a.mu.Unlock()
 	return nil, nil
+}
+
+// describeOwner names who holds live. The informer cache drops
+// managedFields to save memory, so it reads them from the API server when
+// the object has no controller to name.
+func (a *Applier) describeOwner(ctx context.Context, live *unstructured.Unstructured) string {
+	if owner := currentOwner(live); owner != "unknown" {
+		return owner
+	}
+	fresh := &unstructured.Unstructured{}
+	fresh.SetGroupVersionKind(live.GroupVersionKind())
+	if err := a.api.Get(ctx, client.ObjectKeyFromObject(live), fresh); err != nil {
+		return "unknown"
+	}
+	return currentOwner(fresh)
 }
 
 // createOnce creates a create-only child that does not exist. It creates

@@ -126,6 +126,9 @@ func TestMemcachedSample(t *testing.T) {
 
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "memcached/memcached-sample", "--timeout=90s")
 	waitNodes(t, ns, "memcached-sample", 3)
+	if got := kubectl(t, "get", "memcached", "memcached-sample", "-n", ns, "-o", "jsonpath={.status.children[*].object}={.status.children[*].status}"); got != "Deployment/"+ns+"/memcached-sample=Current" {
+		t.Errorf("status.children = %q", got)
+	}
 
 	t.Run("scale with kubectl patch", func(t *testing.T) {
 		kubectl(t, "patch", "-n", ns, "memcached", "memcached-sample", "--type=merge", "-p", `{"spec":{"size":5}}`)
