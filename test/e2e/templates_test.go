@@ -72,30 +72,7 @@ func TestLiveTemplates(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), liveModule)
 	writeLiveKind(t, dir, "Gizmo", "hello")
 
-	lib, err := engine.Load(os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := controllers.NewManager(testCluster.Config, lib, controllers.ManagerOptions{
-		Options: controllers.Options{
-			MaxConcurrentReconciles: 2,
-			ReconcileTimeout:        30 * time.Second,
-			BackoffMin:              100 * time.Millisecond,
-			BackoffMax:              5 * time.Second,
-			ConflictRetry:           time.Second,
-			TemplatesDir:            dir,
-			TemplatesPoll:           300 * time.Millisecond,
-		},
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		t.Fatalf("start with --templates: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	startOperatorFor(t, dir)
 
 	ns := namespace(t, "live-templates")
 	// The operator installed the CRD of the kind it started with.
@@ -150,4 +127,100 @@ func TestLiveTemplates(t *testing.T) {
 			t.Error("the child was removed while the template was broken")
 		}
 	})
+}
+
+// startOperatorFor runs an operator for the template module in dir, as
+// `cuerator run --templates DIR` does, until the test ends.
+func startOperatorFor(t *testing.T, dir string) {
+	t.Helper()
+	lib, err := engine.Load(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := controllers.NewManager(testCluster.Config, lib, controllers.ManagerOptions{
+		Options: controllers.Options{
+			MaxConcurrentReconciles: 2,
+			ReconcileTimeout:        30 * time.Second,
+			BackoffMin:              100 * time.Millisecond,
+			BackoffMax:              5 * time.Second,
+			ConflictRetry:           time.Second,
+			TemplatesDir:            dir,
+			TemplatesPoll:           300 * time.Millisecond,
+		},
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatalf("start with --templates: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// A namespaced CR cannot make the operator write outside its namespace or
+// create cluster-scoped objects, whatever its template or spec says.
+func TestNamespacedCRStaysInItsNamespace(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), "module: \"test.cuerator.dev/escape@v0\"\nlanguage: version: \"v0.17.0\"\n")
+	writeFile(t, filepath.Join(dir, "escape", "api", "api.cue"), `package api
+
+#CRD: {group: "escape.test.cuerator.dev", version: "v1", kind: "Escape", plural: "escapes", singular: "escape", scope: "Namespaced"}
+#Spec: {
+	// target is where the template tries to write: namespace, cluster or other-namespace.
+	target: "namespace" | "cluster" | "other-namespace"
+}
+#Status: {...}
+`)
+	writeFile(t, filepath.Join(dir, "escape", "escape.cue"), `package escape
+
+import "test.cuerator.dev/escape/escape/api"
+
+childKinds: [{apiVersion: "v1", kind: "ConfigMap"}, {apiVersion: "v1", kind: "Namespace"}, {apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding"}]
+cr: {metadata: {name: string, namespace: string, ...}, spec: api.#Spec}
+objects: {
+	local: {apiVersion: "v1", kind: "ConfigMap", metadata: name: cr.metadata.name + "-local"}
+	if cr.spec.target == "cluster" {
+		ns: {apiVersion: "v1", kind: "Namespace", metadata: name: "escaped-" + cr.metadata.name}
+		crb: {
+			apiVersion: "rbac.authorization.k8s.io/v1"
+			kind:       "ClusterRoleBinding"
+			metadata: name: "escaped-" + cr.metadata.name
+			roleRef: {apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin"}
+			subjects: [{kind: "ServiceAccount", name: "default", namespace: cr.metadata.namespace}]
+		}
+	}
+	if cr.spec.target == "other-namespace" {
+		remote: {apiVersion: "v1", kind: "ConfigMap", metadata: {name: cr.metadata.name + "-remote", namespace: "default"}}
+	}
+}
+`)
+	startOperatorFor(t, dir)
+	ns := namespace(t, "escape")
+
+	kubectlIn(t, "apiVersion: escape.test.cuerator.dev/v1\nkind: Escape\nmetadata: {name: e1}\nspec: {target: cluster}\n", "apply", "-n", ns, "-f", "-")
+	eventually(t, 30*time.Second, "cluster-scoped children refused", func() error {
+		if c := condition(t, ns, "escape/e1", "Ready"); !strings.HasPrefix(c, "False/ApplyFailed") || !strings.Contains(c, "cluster-scoped") {
+			return fmt.Errorf("Ready %q", c)
+		}
+		return nil
+	})
+	if out, _ := kubectlOut(testCluster.KubeconfigPath, "get", "namespace,clusterrolebinding", "escaped-e1", "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("a namespaced CR created cluster-scoped objects: %s", out)
+	}
+	if !exists(t, ns, "configmap", "e1-local") {
+		t.Error("the CR's own namespaced child was not applied")
+	}
+
+	kubectlIn(t, "apiVersion: escape.test.cuerator.dev/v1\nkind: Escape\nmetadata: {name: e2}\nspec: {target: other-namespace}\n", "apply", "-n", ns, "-f", "-")
+	eventually(t, 30*time.Second, "a child in another namespace refused", func() error {
+		if c := condition(t, ns, "escape/e2", "Stalled"); !strings.HasPrefix(c, "True/TemplateError") || !strings.Contains(c, "namespace") {
+			return fmt.Errorf("Stalled %q", c)
+		}
+		return nil
+	})
+	if exists(t, "default", "configmap", "e2-remote") {
+		t.Error("a namespaced CR wrote into another namespace")
+	}
 }
