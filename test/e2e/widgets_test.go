@@ -410,3 +410,30 @@ func TestImmutableFieldChange(t *testing.T) {
 	})
 	waitReady(t, ns, "widget/w")
 }
+
+// A competing field manager that keeps changing a child is corrected each
+// time, and the operator does not loop: once the fight stops, it sends no
+// request about the CR at all.
+func TestCompetingManagerIsCorrectedWithoutAHotLoop(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "widget-compete")
+	applyWidget(t, ns, "w", "  replicas: 2\n  withConfig: false\n")
+	waitReady(t, ns, "widget/w")
+
+	for round := range 5 {
+		kubectl(t, "scale", "deployment", "w", "-n", ns, fmt.Sprintf("--replicas=%d", 5+round))
+		eventually(t, 30*time.Second, fmt.Sprintf("round %d corrected", round), func() error {
+			if r := jsonpath(t, ns, "deployment/w", "{.spec.replicas}"); r != "2" {
+				return fmt.Errorf("replicas %s", r)
+			}
+			return nil
+		})
+	}
+	waitReady(t, ns, "widget/w")
+	time.Sleep(2 * time.Second) // let the last correction's echoes settle
+	mark := recentRequests.mark()
+	time.Sleep(5 * time.Second)
+	if reqs := recentRequests.since(mark, ns); len(reqs) != 0 {
+		t.Errorf("%d requests about a quiet CR after the fight: %v", len(reqs), reqs)
+	}
+}
