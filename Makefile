@@ -15,8 +15,10 @@ IMG ?= cuerator:dev
 build: ## Build the cuerator binary into bin/
 	$(GO) build -o $(BIN) ./cmd/cuerator
 
-generate: ## Regenerate deploy/crds from the CUE templates
+generate: ## Regenerate deploy/crds and deploy/rbac/role.yaml from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
+	$(GO) run ./cmd/cuerator rbac --namespace cuerator-system >deploy/rbac/role.yaml.tmp
+	mv deploy/rbac/role.yaml.tmp deploy/rbac/role.yaml
 
 # The stock cue CLI at the version cuerator embeds: the corpus test checks
 # that `cue vet` agrees with the CRDs and with `cuerator vet`.
@@ -31,6 +33,39 @@ install: ## Apply the CRDs to the cluster in KUBECONFIG
 uninstall: ## Delete the CRDs (and so every CR) from the cluster in KUBECONFIG
 	kubectl delete --ignore-not-found -f deploy/crds/
 
+# deploy/default with the image set to $(IMG), through a throwaway overlay:
+# kubectl's built-in kustomize has no `edit set image`, and an overlay must
+# name its base by a relative path, so it lives in deploy/ while it is used.
+define IMAGE_OVERLAY
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- ../default
+patches:
+- target:
+    kind: Deployment
+    name: cuerator-controller-manager
+  patch: |-
+    - op: replace
+      path: /spec/template/spec/containers/0/image
+      value: $(IMG)
+endef
+export IMAGE_OVERLAY
+WITH_IMAGE_OVERLAY = overlay=$$(mktemp -d deploy/.image.XXXXXX) && trap 'rm -rf "$$overlay"' EXIT && \
+	printf '%s\n' "$$IMAGE_OVERLAY" >"$$overlay/kustomization.yaml" &&
+
+.PHONY: manifests deploy undeploy
+
+manifests: ## Print the manifests of deploy/default with the operator image $(IMG)
+	@$(WITH_IMAGE_OVERLAY) kubectl kustomize "$$overlay"
+
+deploy: install ## Install the CRDs, then the operator (image $(IMG)) in cuerator-system, and wait for it
+	$(WITH_IMAGE_OVERLAY) kubectl apply --server-side -k "$$overlay"
+	kubectl -n cuerator-system rollout status deployment/cuerator-controller-manager --timeout=3m
+
+undeploy: ## Remove the operator, its namespace and RBAC; the CRDs and CRs stay (make uninstall)
+	$(WITH_IMAGE_OVERLAY) kubectl delete --ignore-not-found -k "$$overlay"
+
 run: build ## Run the operator in the foreground against KUBECONFIG (Ctrl-C stops it)
 	$(BIN) run --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081
 
@@ -43,6 +78,18 @@ demo: build ## The walking skeleton: cluster, CRDs, operator, examples
 
 demo-stop: ## Stop the demo's operator and the local cluster
 	bash examples/demo.sh stop
+
+# Container image. There is no image in the tests (they need no container
+# engine); they build the binary with hack/build-static.sh, as the Dockerfile does.
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build docker-push
+
+docker-build: ## Build the operator image $(IMG) (static binary on distroless, non-root)
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+docker-push: ## Push the operator image $(IMG)
+	$(CONTAINER_TOOL) push $(IMG)
 
 # Local cluster (see test/cluster): a real control plane with kwok nodes.
 CLUSTER_DIR ?= .cluster
@@ -79,3 +126,14 @@ cluster-up: cluster-tools ## Start the local cluster in the background (no-op if
 cluster-down: ## Stop the local cluster and remove its data
 	$(GO) build -o $(LOCALCLUSTER) ./test/cluster/cmd/localcluster
 	$(LOCALCLUSTER) down --dir $(CLUSTER_DIR)
+
+# GitOps and OLM: Argo CD health checks for every kind, and the OLM bundle.
+BUNDLE_VERSION ?= 0.1.0
+
+.PHONY: argocd-health bundle
+
+argocd-health: ## Regenerate deploy/argocd/argocd-cm-patch.yaml (a test fails when it is stale)
+	$(GO) run ./cmd/cuerator argocd-health --output deploy/argocd/argocd-cm-patch.yaml
+
+bundle: ## Write and validate the OLM bundle (bundle/) for BUNDLE_VERSION and IMG
+	$(GO) run ./cmd/cuerator bundle --version $(BUNDLE_VERSION) --image $(IMG) --output-dir bundle
