@@ -13,7 +13,8 @@ stamp=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1
 
 if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" != "$stamp" ]; then
   echo "cluster tools: pins changed, rebuilding"
-  rm -f "$out"/*
+  rm -rf "$out"
+  mkdir -p "$out"
 fi
 
 ldflags="-s -w \
@@ -41,9 +42,12 @@ build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kwok sigs.k8s.io/kwok/cmd/kwok
 
 # kwok's stages ship inside its module; copy the ones the cluster uses.
+# node/heartbeat refreshes the node's status every 20-45 s; the
+# heartbeat-with-lease stage refreshes it every 10+ minutes and leaves the
+# node to its Lease, which let it go NotReady under load and its pods with it.
 kwok_dir=$(cd "$here" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 mkdir -p "$out/kwok-stages"
-for d in node/fast node/heartbeat-with-lease pod/fast volume/fast; do
+for d in node/fast node/heartbeat pod/fast volume/fast; do
   for f in "$kwok_dir/kustomize/stage/$d"/*.yaml; do
     case "$(basename "$f")" in kustomization.yaml) continue ;; esac
     install -m 0644 "$f" "$out/kwok-stages/"
