@@ -28,10 +28,10 @@ cue-tool: ## Install the cue CLI into bin/cue
 	GOBIN=$(abspath bin) $(GO) install cuelang.org/go/cmd/cue@$(CUE_VERSION)
 
 install: ## Apply the CRDs to the cluster in KUBECONFIG
-	kubectl apply --server-side -f deploy/crds/
+	kubectl apply --server-side -k deploy/crds/
 
 uninstall: ## Delete the CRDs (and so every CR) from the cluster in KUBECONFIG
-	kubectl delete --ignore-not-found -f deploy/crds/
+	kubectl delete --ignore-not-found -k deploy/crds/
 
 # deploy/default with the image set to $(IMG), through a throwaway overlay:
 # kubectl's built-in kustomize has no `edit set image`, and an overlay must

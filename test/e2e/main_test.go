@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // operator in this process.
 func setup(c *cluster.Cluster) (stop func(), err error) {
 	testCluster = c
-	if out, err := kubectlOut(c.KubeconfigPath, "apply", "--server-side", "-f", "../../deploy/crds/"); err != nil {
+	if out, err := kubectlOut(c.KubeconfigPath, "apply", "--server-side", "-k", "../../deploy/crds/"); err != nil {
 		return nil, fmt.Errorf("install CRDs: %v: %s", err, out)
 	}
 	if out, err := kubectlOut(c.KubeconfigPath, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
