@@ -73,6 +73,10 @@ test: cluster-tools cue-tool ## Run every test against a real local cluster
 	$(GO) vet ./...
 	$(GO) test ./... -count=1 -timeout 40m
 
+bench: cluster-tools ## The benchmarks of BENCHMARKS.md, side by side on the local cluster
+	$(GO) test ./engine -run '^$$' -bench Render -benchmem -benchtime 2s
+	$(GO) test ./test/e2e -run '^$$' -bench 'NoopApply|DriftLatency' -benchtime 20x -timeout 30m
+
 demo: build ## The walking skeleton: cluster, CRDs, operator, examples
 	bash examples/demo.sh
 
