@@ -1,9 +1,7 @@
 package engine_test
 
 import (
-	"bufio"
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/test/corpus"
 )
 
 var (
@@ -511,17 +510,9 @@ func TestCorpusRenders(t *testing.T) {
 // rejectedField reads the "# rejects: <field>" header of an invalid corpus file.
 func rejectedField(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	field, err := corpus.RejectedField(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if field, ok := strings.CutPrefix(sc.Text(), "# rejects: "); ok {
-			return field
-		}
-	}
-	t.Fatalf("%s: no '# rejects: <field>' header", path)
-	return ""
+	return field
 }

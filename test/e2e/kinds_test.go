@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cuerator/cuerator/test/corpus"
 )
 
 const (
@@ -128,22 +129,14 @@ func summary(vs []verdict) string {
 	return strings.Join(parts, ", ")
 }
 
-// rejectsHeader reads the "# rejects: <field>" line of an invalid CR file.
+// rejectsHeader reads the "# rejects: <field>" header of an invalid corpus file.
 func rejectsHeader(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	field, err := corpus.RejectedField(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if field, ok := strings.CutPrefix(sc.Text(), "# rejects: "); ok {
-			return field
-		}
-	}
-	t.Fatalf("%s: no '# rejects: <field>' header", path)
-	return ""
+	return field
 }
 
 // requireCueTool returns the path of bin/cue. Outside CI a missing binary

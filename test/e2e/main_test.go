@@ -104,19 +104,35 @@ func kubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-// kubectlFails runs kubectl expecting it to fail, and returns its output.
-func kubectlFails(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+// kubectlInput runs the real kubectl against the test cluster with stdin.
+func kubectlInput(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kubectlIn runs kubectl with stdin and fails the test when it fails.
+func kubectlIn(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := kubectlInput(stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// kubectlFails runs kubectl expecting it to fail, and returns its output.
+func kubectlFails(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := kubectlInput(stdin, args...)
 	if err == nil {
 		t.Fatalf("kubectl %s succeeded, want a rejection:\n%s", strings.Join(args, " "), out)
 	}
-	return string(out)
+	return out
 }
 
 // eventually polls check until it returns nil or the timeout passes.

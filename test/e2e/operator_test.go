@@ -313,28 +313,13 @@ func installNoteCRD(t *testing.T, bin, templates string) {
 	if err != nil {
 		t.Fatalf("cuerator crds: %v", err)
 	}
-	kubectlStdin(t, string(crds), "apply", "--server-side", "-f", "-")
+	kubectlIn(t, string(crds), "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
 		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", noteCRD, "--ignore-not-found"); err != nil {
 			t.Logf("deleting CRD %s: %v\n%s", noteCRD, err, out)
 		}
 	})
 	kubectl(t, "wait", "--for=condition=Established", "crd/"+noteCRD, "--timeout=60s")
-}
-
-// kubectlStdin runs kubectl with stdin and fails the test when it fails.
-func kubectlStdin(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 func applyNote(t *testing.T, ns, name string, labels map[string]string, spec map[string]any) {
@@ -347,7 +332,7 @@ func applyNote(t *testing.T, ns, name string, labels map[string]string, spec map
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectlStdin(t, string(b), "apply", "-f", "-")
+	kubectlIn(t, string(b), "apply", "-f", "-")
 }
 
 func waitNoteCondition(t *testing.T, ns, note, condition string) {

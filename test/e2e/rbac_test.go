@@ -307,7 +307,7 @@ func installCRDs(t *testing.T, lib *engine.Library) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectlStdin(t, string(manifest), "apply", "--server-side", "-f", "-")
+	kubectlIn(t, string(manifest), "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
 		if out, err := kubectlOutStdin(string(manifest), "delete", "--ignore-not-found", "-f", "-"); err != nil {
 			t.Errorf("removing the renamed CRDs: %v\n%s", err, out)
@@ -613,7 +613,7 @@ func applyRenamedSamples(t *testing.T, lib *engine.Library, ns string) map[strin
 			if err != nil {
 				t.Fatal(err)
 			}
-			kubectlStdin(t, string(b), "apply", "-f", "-")
+			kubectlIn(t, string(b), "apply", "-f", "-")
 			names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
 		}
 	}
@@ -750,7 +750,7 @@ func clusterRoleBinding(name, role, namespace, serviceAccount string) *rbacv1.Cl
 // applyObjects server-side applies typed objects (with their TypeMeta set).
 func applyObjects(t *testing.T, objs ...any) {
 	t.Helper()
-	kubectlStdin(t, yamlStream(t, objs), "apply", "--server-side", "-f", "-")
+	kubectlIn(t, yamlStream(t, objs), "apply", "--server-side", "-f", "-")
 }
 
 // kubectlStreams runs kubectl with stdin and returns its standard output

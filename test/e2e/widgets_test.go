@@ -128,7 +128,6 @@ func runWidgetOperator() error {
 	return nil
 }
 
-
 // installWidgetCRD installs the Widget CRD as a user would, from
 // `cuerator crds --templates`, and returns the Widget template library.
 func installWidgetCRD() (*engine.Library, error) {
@@ -162,20 +161,6 @@ func applyWidget(t *testing.T, ns, name, spec string) {
 	t.Helper()
 	manifest := fmt.Sprintf("apiVersion: test.cuerator.dev/v1\nkind: Widget\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n%s", name, ns, spec)
 	kubectlIn(t, manifest, "apply", "-f", "-")
-}
-
-func kubectlIn(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // exists reports whether kubectl finds the object.
