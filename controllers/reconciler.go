@@ -87,12 +87,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
 	}
 
+	// Record children about to be created before creating them: an
+	// operator killed between the create and the status write would
+	// otherwise leave a child that no inventory names, and that no prune
+	// could ever find.
+	previous := engine.InventoryFromStatus(cr)
+	if added := engine.InventoryOf(rendered.Objects).Without(previous); len(added) > 0 {
+		st.inventory = previous.Union(added)
+		st.set(ConditionReady, metav1.ConditionFalse, "Progressing", fmt.Sprintf("applying %d new children", len(added)))
+		st.set(ConditionReconciling, metav1.ConditionTrue, "Progressing", fmt.Sprintf("applying %d new children", len(added)))
+		if err := r.writeStatus(ctx, cr, st); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
 	applyDone := observePhase(r.GVK, phaseApply)
 	res := r.Applier.Apply(ctx, engine.Request{
 		Owner:       cr,
 		Kind:        kind,
 		Objects:     rendered.Objects,
-		Previous:    engine.InventoryFromStatus(cr),
+		Previous:    st.inventory,
 		ReportDrift: cr.GetAnnotations()[engine.AnnotationDrift] == "report",
 	})
 	applyDone()

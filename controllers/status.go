@@ -158,6 +158,9 @@ func (s *status) build() (map[string]any, error) {
 	}
 	out["observedGeneration"] = s.generation
 	out["conditions"] = s.conditions
+	if s.conditions == nil {
+		out["conditions"] = []metav1.Condition{}
+	}
 	if s.inventory != nil {
 		out["inventory"] = s.inventory
 	}

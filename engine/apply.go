@@ -119,7 +119,7 @@ func (r *Result) Err() error {
 // when every child applied without failure or conflict.
 func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 	res := &Result{}
-	current := Inventory{}
+	current, notOurs := Inventory{}, Inventory{}
 	for _, obj := range req.Objects {
 		conflict, err := a.applyChild(ctx, req, obj, res)
 		switch {
@@ -127,13 +127,14 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 			res.Failed = append(res.Failed, &ChildError{Object: fmtObject(obj), Err: err})
 		case conflict != nil:
 			res.Conflicts = append(res.Conflicts, *conflict)
+			notOurs = append(notOurs, EntryOf(obj))
 			continue // not ours: never recorded, so never pruned
 		}
 		current = append(current, EntryOf(obj))
 	}
 	current.sort()
 
-	stale := req.Previous.Without(current)
+	stale := req.Previous.Without(current).Without(notOurs)
 	if len(res.Failed) > 0 || len(res.Conflicts) > 0 {
 		// Keep what cannot be pruned safely now for a later pass.
 		res.Inventory = append(current, stale...)

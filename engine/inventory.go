@@ -58,6 +58,14 @@ func (inv Inventory) Without(other Inventory) Inventory {
 	return out
 }
 
+// Union returns the sorted entries of inv and other, each id once.
+func (inv Inventory) Union(other Inventory) Inventory {
+	out := append(Inventory{}, inv...)
+	out = append(out, other.Without(inv)...)
+	out.sort()
+	return out
+}
+
 // Object returns a stub of the entry's object, enough to read or delete it.
 func (e InventoryEntry) Object() (*unstructured.Unstructured, error) {
 	parts := strings.Split(e.ID, "_")

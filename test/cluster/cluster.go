@@ -259,6 +259,11 @@ func (c *Cluster) start(ctx context.Context) error {
 		fmt.Sprintf("--secure-port=%d", kcmPort),
 		"--cert-dir=" + filepath.Join(certDir, "kube-controller-manager"),
 		"--controllers=*",
+		// kwok refreshes the node's status every 20-45 s; on a loaded
+		// 2-core machine a late refresh must not make the node controller
+		// mark the node NotReady and its pods unready, which kwok never
+		// undoes.
+		"--node-monitor-grace-period=5m",
 		"--service-account-private-key-file=" + saKey,
 		"--root-ca-file=" + caFile,
 	}), nil); err != nil {

@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// The kill test serves the Widget kind under a group of its own, so that the
+// in-process widget operator (startWidgets) never reconciles its CRs: only
+// the `cuerator run` processes this test starts and kills do.
+const (
+	killGroup     = "kill.test.cuerator.dev"
+	killCRD       = "widgets." + killGroup
+	killOwnerKind = "widget." + killGroup
+
+	killCRs    = 10
+	killRounds = 10
+	// killSeed makes the changes and the kill instants reproducible.
+	killSeed = 20261126
+)
+
+// widgetSpec is the part of a Widget's spec that decides its children.
+type widgetSpec struct {
+	Replicas   int  `json:"replicas"`
+	WithConfig bool `json:"withConfig"`
+	Retained   bool `json:"retained"`
+	Volume     bool `json:"volume"`
+}
+
+// child is one object a Widget may produce.
+type child struct {
+	kind, group, name string
+	// kept children outlive pruning: the prune policy Retain (the -kept
+	// ConfigMap) or a claim, retained by default. engine/prune.go leaves
+	// them in place, owner labels included, and drops them from the
+	// inventory.
+	kept bool
+}
+
+func (c child) id(ns string) string { return strings.Join([]string{ns, c.name, c.group, c.kind}, "_") }
+
+// possibleChildren lists every child a Widget named cr can have; produces
+// says which of them spec produces.
+func possibleChildren(cr string) []child {
+	return []child{
+		{kind: "Deployment", group: "apps", name: cr},
+		{kind: "ConfigMap", name: cr + "-config"},
+		{kind: "ConfigMap", name: cr + "-kept", kept: true},
+		{kind: "PersistentVolumeClaim", name: cr + "-data", kept: true},
+	}
+}
+
+func (s widgetSpec) produces(c child) bool {
+	switch {
+	case strings.HasSuffix(c.name, "-config"):
+		return s.WithConfig
+	case strings.HasSuffix(c.name, "-kept"):
+		return s.Retained
+	case strings.HasSuffix(c.name, "-data"):
+		return s.Volume
+	}
+	return true
+}
+
+// TestReliabilityKillDashNine changes CRs and SIGKILLs the operator in the
+// middle of the reconciles, ten times, then checks that the last operator
+// converges every CR to exactly its final spec's children: no child lost,
+// none leaked, and an inventory that lists exactly what the CR owns.
+func TestReliabilityKillDashNine(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cuerator")
+	goBuild(t, "go", "build", "-o", bin, "./cmd/cuerator")
+	templates := killTemplates(t)
+	installKillCRD(t, bin, templates)
+	ns := namespace(t, "reliability-kill")
+	api, err := client.New(testCluster.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rng := rand.New(rand.NewSource(killSeed))
+	t.Logf("seed %d", killSeed)
+	operatorArgs := []string{"--templates", templates, "--watch-namespace", ns, "--backoff-min=100ms", "--backoff-max=2s"}
+	operator := startOperator(t, bin, "kill-0", operatorArgs...)
+
+	specs := map[string]widgetSpec{}
+	for i := range killCRs {
+		specs[fmt.Sprintf("w%d", i)] = widgetSpec{Replicas: i % 3, WithConfig: i%2 == 0, Retained: i%3 == 0, Volume: i%4 == 0}
+	}
+	// history holds every spec a CR had: a kept child may outlive the
+	// spec that produced it, but nothing may produce one no spec asked for.
+	history := map[string][]widgetSpec{}
+	for name, s := range specs {
+		history[name] = append(history[name], s)
+	}
+	applyKillWidgets(t, ns, specs)
+	waitConverged(t, api, ns)
+	// The children that must survive every change with their identity:
+	// the Deployment, and kept children once created.
+	mustSurvive := map[string]string{} // inventory id -> uid
+	for name, s := range specs {
+		for _, c := range possibleChildren(name) {
+			if c.kind == "Deployment" || c.kept && s.produces(c) {
+				mustSurvive[c.id(ns)] = childUID(t, api, ns, c)
+			}
+		}
+	}
+
+	names := sortedKeys(specs)
+	for round := 1; round <= killRounds; round++ {
+		changed := map[string]widgetSpec{}
+		for _, name := range pick(rng, names, 3+rng.Intn(4)) {
+			s := specs[name]
+			switch rng.Intn(4) {
+			case 0:
+				s.WithConfig = !s.WithConfig
+			case 1:
+				s.Volume = !s.Volume
+			case 2:
+				s.Retained = !s.Retained
+			default:
+				s.Replicas = rng.Intn(4)
+			}
+			specs[name], changed[name] = s, s
+			history[name] = append(history[name], s)
+		}
+		applyKillWidgets(t, ns, changed)
+		delay := time.Duration(rng.Int63n(int64(1500 * time.Millisecond)))
+		time.Sleep(delay)
+		operator.kill(t)
+		t.Logf("round %d: changed %v, killed the operator after %s", round, sortedKeys(changed), delay.Round(time.Millisecond))
+		operator = startOperator(t, bin, fmt.Sprintf("kill-%d", round), operatorArgs...)
+	}
+	waitConverged(t, api, ns)
+
+	var checked, losses, leaks int
+	for _, name := range names {
+		final := specs[name]
+		inventory := inventoryIDs(t, api, ns, name)
+		labelled := labelledChildren(t, api, ns, name)
+		var wantInventory []string
+		for _, c := range possibleChildren(name) {
+			checked++
+			id := c.id(ns)
+			uid := childUID(t, api, ns, c)
+			produced := final.produces(c)
+			everProduced := slices.ContainsFunc(history[name], func(s widgetSpec) bool { return s.produces(c) })
+			switch {
+			case produced:
+				wantInventory = append(wantInventory, id)
+				if uid == "" {
+					losses++
+					t.Errorf("%s: %s %s is in the final spec but does not exist", name, c.kind, c.name)
+				}
+			case c.kept && everProduced:
+				// Kept after pruning: may live on, labelled, out of the inventory.
+				if uid != "" && !labelled[id] {
+					t.Errorf("%s: kept %s %s lost its owner labels", name, c.kind, c.name)
+				}
+				delete(labelled, id)
+			case uid != "":
+				leaks++
+				t.Errorf("%s: %s %s exists but the final spec does not produce it and nothing keeps it", name, c.kind, c.name)
+			}
+			if want, ok := mustSurvive[id]; ok && uid != want {
+				losses++
+				t.Errorf("%s: %s %s was deleted: uid %s, want %s", name, c.kind, c.name, uid, want)
+			}
+		}
+		slices.Sort(wantInventory)
+		if !slices.Equal(inventory, wantInventory) {
+			t.Errorf("%s: inventory %v, want the final spec's children %v", name, inventory, wantInventory)
+		}
+		if owned := sortedKeys(labelled); !slices.Equal(owned, inventory) {
+			t.Errorf("%s: live children with its owner labels, kept ones aside, %v; inventory %v", name, owned, inventory)
+		}
+	}
+	t.Logf("figures: %d kills, %d CRs, %d children checked, %d losses, %d leaks", killRounds, killCRs, checked, losses, leaks)
+}
+
+// killTemplates copies the Widget template module and moves its kind to
+// killGroup. widget.cue imports its api package by module path, which stays.
+func killTemplates(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "widgets")
+	if err := os.CopyFS(dir, os.DirFS(widgetTemplates)); err != nil {
+		t.Fatal(err)
+	}
+	apiFile := filepath.Join(dir, "widget", "api", "api.cue")
+	src, err := os.ReadFile(apiFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = `group:    "test.cuerator.dev"`
+	if !strings.Contains(string(src), from) {
+		t.Fatalf("%s no longer declares %s", apiFile, from)
+	}
+	moved := strings.Replace(string(src), from, `group:    "`+killGroup+`"`, 1)
+	if err := os.WriteFile(apiFile, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// installKillCRD installs the CRD as a user would, from `cuerator crds`
+// (`cuerator run --templates` applies it again at each start), and removes
+// it, with every CR, when the test ends.
+func installKillCRD(t *testing.T, bin, templates string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	crds, err := exec.CommandContext(ctx, bin, "crds", "--templates", templates).Output()
+	if err != nil {
+		t.Fatalf("cuerator crds: %v", err)
+	}
+	kubectlIn(t, string(crds), "apply", "--server-side", "-f", "-")
+	t.Cleanup(func() {
+		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", killCRD, "--ignore-not-found"); err != nil {
+			t.Logf("deleting CRD %s: %v\n%s", killCRD, err, out)
+		}
+	})
+	kubectl(t, "wait", "--for=condition=Established", "crd/"+killCRD, "--timeout=60s")
+}
+
+// applyKillWidgets applies the Widgets in one kubectl call, so that the
+// changes of a round reach the operator together.
+func applyKillWidgets(t *testing.T, ns string, specs map[string]widgetSpec) {
+	t.Helper()
+	var items []map[string]any
+	for _, name := range sortedKeys(specs) {
+		items = append(items, map[string]any{
+			"apiVersion": killGroup + "/v1",
+			"kind":       "Widget",
+			"metadata":   map[string]any{"name": name, "namespace": ns},
+			"spec":       specs[name],
+		})
+	}
+	manifest, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectlIn(t, string(manifest), "apply", "-f", "-")
+}
+
+// waitConverged waits until the last reconcile of every Widget of ns was of
+// its current generation and applied and pruned without error: Ready, or
+// not Ready only because pods are not (reason Progressing, set after the
+// apply and the prune). Pod readiness is not what this test is about, and
+// kwok's pods can lose it for good when the node lifecycle controller sees
+// the node's heartbeat late on a busy machine.
+func waitConverged(t *testing.T, api client.Client, ns string) {
+	t.Helper()
+	eventually(t, 3*time.Minute, "every Widget reconciled at its generation", func() error {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: killGroup, Version: "v1", Kind: "WidgetList"})
+		if err := api.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var pending []string
+		for _, w := range list.Items {
+			observed, _, _ := unstructured.NestedInt64(w.Object, "status", "observedGeneration")
+			reason := readyReason(w)
+			if observed != w.GetGeneration() || reason != "Succeeded" && reason != "Progressing" {
+				pending = append(pending, fmt.Sprintf("%s (generation %d, observed %d, Ready reason %q)", w.GetName(), w.GetGeneration(), observed, reason))
+			}
+		}
+		if len(list.Items) != killCRs || len(pending) > 0 {
+			return fmt.Errorf("%d Widgets, not converged: %v", len(list.Items), pending)
+		}
+		return nil
+	})
+}
+
+// readyReason returns the reason of the Ready condition: Succeeded when
+// Ready is True.
+func readyReason(obj unstructured.Unstructured) string {
+	conditions, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conditions {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+			return fmt.Sprint(m["reason"])
+		}
+	}
+	return ""
+}
+
+func inventoryIDs(t *testing.T, api client.Client, ns, name string) []string {
+	t.Helper()
+	w := &unstructured.Unstructured{}
+	w.SetGroupVersionKind(schema.GroupVersionKind{Group: killGroup, Version: "v1", Kind: "Widget"})
+	if err := api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, w); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, _ := unstructured.NestedSlice(w.Object, "status", "inventory")
+	ids := []string{}
+	for _, e := range entries {
+		if m, ok := e.(map[string]any); ok {
+			ids = append(ids, fmt.Sprint(m["id"]))
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// labelledChildren returns the inventory ids of the live objects, of every
+// kind a Widget produces, that carry the Widget's owner labels.
+func labelledChildren(t *testing.T, api client.Client, ns, name string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, gvk := range []schema.GroupVersionKind{
+		{Group: "apps", Version: "v1", Kind: "DeploymentList"},
+		{Version: "v1", Kind: "ConfigMapList"},
+		{Version: "v1", Kind: "PersistentVolumeClaimList"},
+	} {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk)
+		err := api.List(context.Background(), list, client.InNamespace(ns),
+			client.MatchingLabels{"cuerator.dev/owner-name": name, "cuerator.dev/owner-kind": killOwnerKind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range list.Items {
+			out[strings.Join([]string{ns, o.GetName(), gvk.Group, strings.TrimSuffix(gvk.Kind, "List")}, "_")] = true
+		}
+	}
+	return out
+}
+
+// childUID returns the child's uid, or "" when it does not exist or is
+// being deleted.
+func childUID(t *testing.T, api client.Client, ns string, c child) string {
+	t.Helper()
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(schema.GroupVersionKind{Group: c.group, Version: "v1", Kind: c.kind})
+	err := api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: c.name}, obj)
+	if client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	if err != nil || obj.GetDeletionTimestamp() != nil {
+		return ""
+	}
+	return string(obj.GetUID())
+}
+
+// pick returns n distinct names chosen by rng.
+func pick(rng *rand.Rand, names []string, n int) []string {
+	shuffled := slices.Clone(names)
+	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	return shuffled[:min(n, len(shuffled))]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
