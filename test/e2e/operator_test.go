@@ -47,7 +47,7 @@ func TestOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installNoteCRD(t, bin, templates)
+	installTemplateCRD(t, bin, templates, noteCRD)
 
 	t.Run("LeaderElection", func(t *testing.T) { testLeaderElection(t, bin, templates) })
 	t.Run("Sharding", func(t *testing.T) { testSharding(t, bin, templates) })
@@ -303,9 +303,9 @@ func goBuild(t *testing.T, name string, args ...string) {
 	}
 }
 
-// installNoteCRD installs the CRD that `cuerator crds` generates for the
-// test kind, as a user would, and removes it (and every Note) at the end.
-func installNoteCRD(t *testing.T, bin, templates string) {
+// installTemplateCRD installs the CRD that `cuerator crds --templates`
+// generates, as a user would, and removes it (and every CR of it) at the end.
+func installTemplateCRD(t *testing.T, bin, templates, crd string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -315,11 +315,11 @@ func installNoteCRD(t *testing.T, bin, templates string) {
 	}
 	kubectlIn(t, string(crds), "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
-		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", noteCRD, "--ignore-not-found"); err != nil {
-			t.Logf("deleting CRD %s: %v\n%s", noteCRD, err, out)
+		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found"); err != nil {
+			t.Logf("deleting CRD %s: %v\n%s", crd, err, out)
 		}
 	})
-	kubectl(t, "wait", "--for=condition=Established", "crd/"+noteCRD, "--timeout=60s")
+	kubectl(t, "wait", "--for=condition=Established", "crd/"+crd, "--timeout=60s")
 }
 
 func applyNote(t *testing.T, ns, name string, labels map[string]string, spec map[string]any) {

@@ -100,7 +100,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 	t.Cleanup(func() {
 		// Waits until the namespace is gone, so that a later test can
 		// create it again.
-		if out, err := kubectlOutStdin(yamlStream(t, removable), "delete", "--ignore-not-found", "--timeout=2m", "-f", "-"); err != nil {
+		if out, err := kubectlInput(yamlStream(t, removable), "delete", "--ignore-not-found", "--timeout=2m", "-f", "-"); err != nil {
 			t.Errorf("removing deploy/default: %v\n%s", err, out)
 		}
 	})
@@ -309,7 +309,7 @@ func installCRDs(t *testing.T, lib *engine.Library) {
 	}
 	kubectlIn(t, string(manifest), "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
-		if out, err := kubectlOutStdin(string(manifest), "delete", "--ignore-not-found", "-f", "-"); err != nil {
+		if out, err := kubectlInput(string(manifest), "delete", "--ignore-not-found", "-f", "-"); err != nil {
 			t.Errorf("removing the renamed CRDs: %v\n%s", err, out)
 		}
 	})
@@ -769,18 +769,6 @@ func kubectlStreams(t *testing.T, stdin string, args ...string) (stdout, stderr 
 		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
 	}
 	return out.String(), errOut.String()
-}
-
-// kubectlOutStdin runs kubectl with stdin, for cleanups that must not stop
-// the test.
-func kubectlOutStdin(stdin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // yamlStream writes objects as one multi-document YAML stream.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,7 +82,7 @@ func TestReliabilityKillDashNine(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "cuerator")
 	goBuild(t, "go", "build", "-o", bin, "./cmd/cuerator")
 	templates := killTemplates(t)
-	installKillCRD(t, bin, templates)
+	installTemplateCRD(t, bin, templates, killCRD)
 	ns := namespace(t, "reliability-kill")
 	api, err := client.New(testCluster.Config, client.Options{})
 	if err != nil {
@@ -212,26 +211,6 @@ func killTemplates(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// installKillCRD installs the CRD as a user would, from `cuerator crds`
-// (`cuerator run --templates` applies it again at each start), and removes
-// it, with every CR, when the test ends.
-func installKillCRD(t *testing.T, bin, templates string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	crds, err := exec.CommandContext(ctx, bin, "crds", "--templates", templates).Output()
-	if err != nil {
-		t.Fatalf("cuerator crds: %v", err)
-	}
-	kubectlIn(t, string(crds), "apply", "--server-side", "-f", "-")
-	t.Cleanup(func() {
-		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", killCRD, "--ignore-not-found"); err != nil {
-			t.Logf("deleting CRD %s: %v\n%s", killCRD, err, out)
-		}
-	})
-	kubectl(t, "wait", "--for=condition=Established", "crd/"+killCRD, "--timeout=60s")
 }
 
 // applyKillWidgets applies the Widgets in one kubectl call, so that the
