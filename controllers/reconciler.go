@@ -94,8 +94,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	previous := engine.InventoryFromStatus(cr)
 	if added := engine.InventoryOf(rendered.Objects).Without(previous); len(added) > 0 {
 		st.inventory = previous.Union(added)
-		st.set(ConditionReady, metav1.ConditionFalse, "Progressing", fmt.Sprintf("applying %d new children", len(added)))
-		st.set(ConditionReconciling, metav1.ConditionTrue, "Progressing", fmt.Sprintf("applying %d new children", len(added)))
+		st.set(ConditionReady, metav1.ConditionFalse, "Applying", fmt.Sprintf("applying %d new children", len(added)))
+		st.set(ConditionReconciling, metav1.ConditionTrue, "Applying", fmt.Sprintf("applying %d new children", len(added)))
 		if err := r.writeStatus(ctx, cr, st); err != nil {
 			return ctrl.Result{}, err
 		}
