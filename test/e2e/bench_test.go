@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,8 +36,7 @@ func BenchmarkNoopApply(b *testing.B) {
 	}
 	b.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "namespace", ns, "--wait=false") })
 
-	var requests atomic.Int64
-	cfg := countRequests(testCluster.Config, &requests)
+	cfg := countRequests(testCluster.Config)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	cl, err := crcluster.New(cfg, func(o *crcluster.Options) {
@@ -86,13 +84,13 @@ func BenchmarkNoopApply(b *testing.B) {
 	// Wait until the cache holds every child, as it does in a running operator.
 	time.Sleep(2 * time.Second)
 
-	report := func(b *testing.B, start int64) {
-		perOp := float64(requests.Load()-start) / float64(b.N)
+	report := func(b *testing.B, start int) {
+		perOp := float64(len(recentRequests.since(start, ns))) / float64(b.N)
 		b.ReportMetric(perOp, "requests/op")
 		b.ReportMetric(perOp/float64(children), "requests/child")
 	}
 	b.Run(fmt.Sprintf("cuerator/children=%d", children), func(b *testing.B) {
-		start := requests.Load()
+		start := recentRequests.mark()
 		for b.Loop() {
 			for _, r := range reqs {
 				res := applier.Apply(ctx, r)
@@ -104,7 +102,7 @@ func BenchmarkNoopApply(b *testing.B) {
 		report(b, start)
 	})
 	b.Run(fmt.Sprintf("dry-run-every-object/children=%d", children), func(b *testing.B) {
-		start := requests.Load()
+		start := recentRequests.mark()
 		for b.Loop() {
 			for _, r := range reqs {
 				objs := make([]*unstructured.Unstructured, len(r.Objects))

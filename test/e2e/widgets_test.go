@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,26 +28,20 @@ const widgetTemplates = "testdata/widgets"
 var (
 	widgetsOnce sync.Once
 	widgetsErr  error
-	// widgetRequests counts the widget operator's API requests other than
-	// watches.
-	widgetRequests atomic.Int64
 )
 
-// countRequests makes cfg count into n every request other than watches.
-func countRequests(cfg *rest.Config, n *atomic.Int64) *rest.Config {
+// countRequests makes cfg log into recentRequests every request other
+// than watches.
+func countRequests(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return requestCounter{next: rt, n: n} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return requestCounter{next: rt} })
 	return cfg
 }
 
-type requestCounter struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
+type requestCounter struct{ next http.RoundTripper }
 
 func (c requestCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Query().Get("watch") != "true" {
-		c.n.Add(1)
 		recentRequests.add(req.Method + " " + req.URL.Path)
 	}
 	return c.next.RoundTrip(req)
@@ -103,7 +96,7 @@ func runWidgetOperator() error {
 	if err != nil {
 		return err
 	}
-	mgr, err := controllers.NewManager(countRequests(testCluster.Config, &widgetRequests), lib, controllers.ManagerOptions{
+	mgr, err := controllers.NewManager(countRequests(testCluster.Config), lib, controllers.ManagerOptions{
 		Options: controllers.Options{
 			MaxConcurrentReconciles: 2,
 			ReconcileTimeout:        30 * time.Second,
