@@ -39,6 +39,10 @@ type ManagerOptions struct {
 	// WatchLabelSelector, unless nil or empty, restricts the CRs this process
 	// caches and so reconciles: processes with disjoint selectors shard the CRs.
 	WatchLabelSelector labels.Selector
+	// SyncPeriod, unless zero, is how often the informers resend every
+	// object, which reconciles every CR again (controller-runtime's default
+	// is 10 hours).
+	SyncPeriod time.Duration
 }
 
 // readyzSyncWait bounds how long /readyz waits for the caches, so that a
@@ -110,6 +114,9 @@ func cacheOptions(lib *engine.Library, opts ManagerOptions) cache.Options {
 	// managedFields are most of an object's size and the comparisons do not
 	// need them; the engine reads them from the API server when it reports.
 	co := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if opts.SyncPeriod > 0 {
+		co.SyncPeriod = &opts.SyncPeriod
+	}
 	if opts.WatchNamespace != "" {
 		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
 	}

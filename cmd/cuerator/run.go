@@ -21,6 +21,8 @@ func runCmd(templates *string) *cobra.Command {
 	opts := controllers.ManagerOptions{}
 	zapOpts := zap.Options{}
 	var selector string
+	var qps float32
+	var burst int
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the operator against the cluster in KUBECONFIG (or in-cluster)",
@@ -30,6 +32,9 @@ func runCmd(templates *string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := completeRunOptions(&opts, selector); err != nil {
 				return err
+			}
+			if qps <= 0 || burst < 1 {
+				return fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d: both must be positive", qps, burst)
 			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			lib, err := loadLibrary(*templates)
@@ -41,6 +46,7 @@ func runCmd(templates *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg.QPS, cfg.Burst = qps, burst
 			mgr, err := controllers.NewManager(cfg, lib, opts)
 			if err != nil {
 				return err
@@ -55,6 +61,9 @@ func runCmd(templates *string) *cobra.Command {
 	f.DurationVar(&opts.BackoffMin, "backoff-min", time.Second, "first retry delay after a failed reconcile")
 	f.DurationVar(&opts.BackoffMax, "backoff-max", 5*time.Minute, "longest retry delay after repeated failures")
 	f.DurationVar(&opts.ConflictRetry, "conflict-retry", 30*time.Second, "how often a CR blocked by a child it does not own looks again for the adopt annotation")
+	f.DurationVar(&opts.SyncPeriod, "sync-period", 10*time.Hour, "how often every CR is reconciled again even when nothing changed")
+	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained (client-side limit)")
+	f.IntVar(&burst, "kube-api-burst", 300, "requests to the API server allowed in a burst above --kube-api-qps")
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -80,6 +89,9 @@ func completeRunOptions(opts *controllers.ManagerOptions, selector string) error
 		return fmt.Errorf("--watch-label-selector %q: %w", selector, err)
 	}
 	opts.WatchLabelSelector = sel
+	if opts.SyncPeriod <= 0 {
+		return fmt.Errorf("--sync-period %s: must be positive", opts.SyncPeriod)
+	}
 	if ns := opts.WatchNamespace; ns != "" {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 			return fmt.Errorf("--watch-namespace %q: %s", ns, strings.Join(errs, "; "))

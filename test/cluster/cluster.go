@@ -264,6 +264,11 @@ func (c *Cluster) start(ctx context.Context) error {
 		// mark the node NotReady and its pods unready, which kwok never
 		// undoes.
 		"--node-monitor-grace-period=5m",
+		// The default client limit (20 requests/s) would make the
+		// Deployment and ReplicaSet controllers, not the operator under
+		// test, decide how fast hundreds of CRs become Ready.
+		"--kube-api-qps=300",
+		"--kube-api-burst=600",
 		"--service-account-private-key-file=" + saKey,
 		"--root-ca-file=" + caFile,
 	}), nil); err != nil {
@@ -272,6 +277,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.startProcess("kube-scheduler", slices.Concat(authArgs, []string{
 		fmt.Sprintf("--secure-port=%d", schedPort),
 		"--cert-dir=" + filepath.Join(certDir, "kube-scheduler"),
+		// As for the controller-manager: binding pods is not what is measured.
+		"--kube-api-qps=300",
+		"--kube-api-burst=600",
 	}), nil); err != nil {
 		return err
 	}
