@@ -982,10 +982,12 @@ func ensureStorageClass(ctx context.Context, cs kubernetes.Interface, sc *storag
 }
 
 func ensureNode(ctx context.Context, cs kubernetes.Interface) error {
+	// Room for the benchmarks' tens of thousands of pods, requests included:
+	// kwok's pods cost nothing but their API objects.
 	resources := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("32"),
-		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("1000"),
+		corev1.ResourceCPU:    resource.MustParse("10000"),
+		corev1.ResourceMemory: resource.MustParse("64Ti"),
+		corev1.ResourcePods:   resource.MustParse("30000"),
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
