@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 		pids = c.PIDs()
 		return nil, nil
 	})
+	if testCluster != nil {
+		pids = testCluster.PIDs() // the API server's changes when a test restarts it
+	}
 	// Stop must leave no process behind.
 	if testCluster != nil && os.Getenv(cluster.EnvTestKubeconfig) == "" && len(pids) != 5 {
 		fmt.Fprintf(os.Stderr, "FAIL: want pids of 5 components, got %v\n", pids)
@@ -135,6 +138,63 @@ func TestDeploymentAndGarbageCollection(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The API server comes back after a crash with its data, and clients and
+// the other components reconnect with the credentials they hold.
+func TestAPIServerKilledAndStarted(t *testing.T) {
+	if os.Getenv(cluster.EnvTestKubeconfig) != "" {
+		t.Skip("the cluster was not started by this test binary")
+	}
+	ctx, cs, ns := setup(t)
+	before := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before-crash"}, Data: map[string]string{"k": "v"}}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, before, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testCluster.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, before.Name, metav1.GetOptions{}); err == nil {
+		t.Fatal("a request succeeded while the API server was killed")
+	}
+	if err := testCluster.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, before.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("reading back after the restart: %v", err)
+	}
+	if got.Data["k"] != "v" {
+		t.Errorf("data after the restart: %v", got.Data)
+	}
+	// The controller-manager, scheduler and kwok reconnected: a new
+	// Deployment becomes Available.
+	labels := map[string]string{"app": "after-crash"}
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "after-crash"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: podTemplate(labels),
+		},
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(ctx, t, "the Deployment created after the restart to be Available", func() error {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, deploy.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.AvailableReplicas != 1 {
+			return fmt.Errorf("%d available", d.Status.AvailableReplicas)
+		}
+		return nil
+	})
+	out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig="+testCluster.KubeconfigPath, "get", "configmap", before.Name, "-n", ns, "-o", "name").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "configmap/"+before.Name {
+		t.Errorf("kubectl with the kubeconfig written at start: %v: %s", err, out)
+	}
 }
 
 func TestStatefulSetVolume(t *testing.T) {

@@ -15,20 +15,20 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cuerator/cuerator/test/cluster"
 )
 
-// The kill test serves the Widget kind under a group of its own, so that the
-// in-process widget operator (startWidgets) never reconciles its CRs: only
-// the `cuerator run` processes this test starts and kills do.
+// The fault tests serve the Widget kind under groups of their own, so that
+// the in-process widget operator (startWidgets) never reconciles their CRs:
+// only the `cuerator run` processes these tests start do.
 const (
-	killGroup     = "kill.test.cuerator.dev"
-	killCRD       = "widgets." + killGroup
-	killOwnerKind = "widget." + killGroup
+	killGroup    = "kill.test.cuerator.dev"
+	restartGroup = "restart.test.cuerator.dev"
 
-	killCRs    = 10
-	killRounds = 10
-	// killSeed makes the changes and the kill instants reproducible.
-	killSeed = 20261126
+	faultCRs = 10
+	// faultSeed makes the changes and the fault instants reproducible.
+	faultSeed = 20261126
 )
 
 // widgetSpec is the part of a Widget's spec that decides its children.
@@ -79,23 +79,82 @@ func (s widgetSpec) produces(c child) bool {
 // converges every CR to exactly its final spec's children: no child lost,
 // none leaked, and an inventory that lists exactly what the CR owns.
 func TestReliabilityKillDashNine(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "cuerator")
-	goBuild(t, "go", "build", "-o", bin, "./cmd/cuerator")
-	templates := killTemplates(t)
-	installTemplateCRD(t, bin, templates, killCRD)
-	ns := namespace(t, "reliability-kill")
-	api, err := client.New(testCluster.Config, client.Options{})
-	if err != nil {
+	f := newFaultRun(t, killGroup, "reliability-kill")
+	operator := startOperator(t, f.bin, "kill-0", f.operatorArgs...)
+	f.run(10, func(round int) string {
+		operator.kill(t)
+		operator = startOperator(t, f.bin, fmt.Sprintf("kill-%d", round), f.operatorArgs...)
+		return "killed the operator"
+	})
+}
+
+// TestReliabilityAPIServerKilled kills the API server in the middle of the
+// reconciles and starts it again after a few seconds: the same operator
+// process reconnects and converges every CR, with the same checks as the
+// kill -9 test.
+func TestReliabilityAPIServerKilled(t *testing.T) {
+	f := newFaultRun(t, restartGroup, "reliability-apiserver")
+	operator := startOperator(t, f.bin, "apiserver", f.operatorArgs...)
+	rounds := 3
+	if longTests() {
+		rounds = 10
+	}
+	f.run(rounds, func(int) string {
+		if err := testCluster.KillAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		down := time.Duration(1+f.rng.Intn(4)) * time.Second
+		time.Sleep(down)
+		if err := testCluster.StartAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("killed the API server for %s", down)
+	})
+	select {
+	case <-operator.exited:
+		t.Errorf("the operator exited while the API server was away: %v; %s", operator.waitErr, operator.logTail())
+	default:
+	}
+}
+
+// faultRun is one fault test: Widgets of a group of their own in one
+// namespace, changed round after round while a fault strikes.
+type faultRun struct {
+	t            *testing.T
+	group, ns    string
+	bin          string
+	operatorArgs []string
+	api          client.Client
+	rng          *rand.Rand
+}
+
+func newFaultRun(t *testing.T, group, ns string) *faultRun {
+	t.Helper()
+	if group == restartGroup && os.Getenv(cluster.EnvTestKubeconfig) != "" {
+		t.Skip("the API server was not started by this test binary")
+	}
+	f := &faultRun{t: t, group: group, bin: filepath.Join(t.TempDir(), "cuerator")}
+	goBuild(t, "go", "build", "-o", f.bin, "./cmd/cuerator")
+	templates := movedWidgetTemplates(t, group)
+	installTemplateCRD(t, f.bin, templates, "widgets."+group)
+	f.ns = namespace(t, ns)
+	var err error
+	if f.api, err = client.New(testCluster.Config, client.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	f.operatorArgs = []string{"--templates", templates, "--watch-namespace", f.ns, "--backoff-min=100ms", "--backoff-max=2s"}
+	f.rng = rand.New(rand.NewSource(faultSeed))
+	t.Logf("seed %d", faultSeed)
+	return f
+}
 
-	rng := rand.New(rand.NewSource(killSeed))
-	t.Logf("seed %d", killSeed)
-	operatorArgs := []string{"--templates", templates, "--watch-namespace", ns, "--backoff-min=100ms", "--backoff-max=2s"}
-	operator := startOperator(t, bin, "kill-0", operatorArgs...)
-
+// run applies the first specs and waits for them; then, each round, changes
+// 3 to 6 CRs and after a random 0–1.5 s calls fault. At the end every CR
+// must have converged to exactly its final spec's children.
+func (f *faultRun) run(rounds int, fault func(round int) string) {
+	t := f.t
 	specs := map[string]widgetSpec{}
-	for i := range killCRs {
+	for i := range faultCRs {
 		specs[fmt.Sprintf("w%d", i)] = widgetSpec{Replicas: i % 3, WithConfig: i%2 == 0, Retained: i%3 == 0, Volume: i%4 == 0}
 	}
 	// history holds every spec a CR had: a kept child may outlive the
@@ -104,25 +163,25 @@ func TestReliabilityKillDashNine(t *testing.T) {
 	for name, s := range specs {
 		history[name] = append(history[name], s)
 	}
-	applyKillWidgets(t, ns, specs)
-	waitConverged(t, api, ns)
+	f.apply(specs)
+	f.waitConverged()
 	// The children that must survive every change with their identity:
 	// the Deployment, and kept children once created.
 	mustSurvive := map[string]string{} // inventory id -> uid
 	for name, s := range specs {
 		for _, c := range possibleChildren(name) {
 			if c.kind == "Deployment" || c.kept && s.produces(c) {
-				mustSurvive[c.id(ns)] = childUID(t, api, ns, c)
+				mustSurvive[c.id(f.ns)] = f.childUID(c)
 			}
 		}
 	}
 
 	names := sortedKeys(specs)
-	for round := 1; round <= killRounds; round++ {
+	for round := 1; round <= rounds; round++ {
 		changed := map[string]widgetSpec{}
-		for _, name := range pick(rng, names, 3+rng.Intn(4)) {
+		for _, name := range pick(f.rng, names, 3+f.rng.Intn(4)) {
 			s := specs[name]
-			switch rng.Intn(4) {
+			switch f.rng.Intn(4) {
 			case 0:
 				s.WithConfig = !s.WithConfig
 			case 1:
@@ -130,30 +189,29 @@ func TestReliabilityKillDashNine(t *testing.T) {
 			case 2:
 				s.Retained = !s.Retained
 			default:
-				s.Replicas = rng.Intn(4)
+				s.Replicas = f.rng.Intn(4)
 			}
 			specs[name], changed[name] = s, s
 			history[name] = append(history[name], s)
 		}
-		applyKillWidgets(t, ns, changed)
-		delay := time.Duration(rng.Int63n(int64(1500 * time.Millisecond)))
+		f.apply(changed)
+		delay := time.Duration(f.rng.Int63n(int64(1500 * time.Millisecond)))
 		time.Sleep(delay)
-		operator.kill(t)
-		t.Logf("round %d: changed %v, killed the operator after %s", round, sortedKeys(changed), delay.Round(time.Millisecond))
-		operator = startOperator(t, bin, fmt.Sprintf("kill-%d", round), operatorArgs...)
+		what := fault(round)
+		t.Logf("round %d: changed %v, %s after %s", round, sortedKeys(changed), what, delay.Round(time.Millisecond))
 	}
-	waitConverged(t, api, ns)
+	f.waitConverged()
 
 	var checked, losses, leaks int
 	for _, name := range names {
 		final := specs[name]
-		inventory := inventoryIDs(t, api, ns, name)
-		labelled := labelledChildren(t, api, ns, name)
+		inventory := f.inventoryIDs(name)
+		labelled := f.labelledChildren(name)
 		var wantInventory []string
 		for _, c := range possibleChildren(name) {
 			checked++
-			id := c.id(ns)
-			uid := childUID(t, api, ns, c)
+			id := c.id(f.ns)
+			uid := f.childUID(c)
 			produced := final.produces(c)
 			everProduced := slices.ContainsFunc(history[name], func(s widgetSpec) bool { return s.produces(c) })
 			switch {
@@ -186,12 +244,12 @@ func TestReliabilityKillDashNine(t *testing.T) {
 			t.Errorf("%s: live children with its owner labels, kept ones aside, %v; inventory %v", name, owned, inventory)
 		}
 	}
-	t.Logf("figures: %d kills, %d CRs, %d children checked, %d losses, %d leaks", killRounds, killCRs, checked, losses, leaks)
+	t.Logf("figures: %d faults, %d CRs, %d children checked, %d losses, %d leaks", rounds, faultCRs, checked, losses, leaks)
 }
 
-// killTemplates copies the Widget template module and moves its kind to
-// killGroup. widget.cue imports its api package by module path, which stays.
-func killTemplates(t *testing.T) string {
+// movedWidgetTemplates copies the Widget template module and moves its kind
+// to group. widget.cue imports its api package by module path, which stays.
+func movedWidgetTemplates(t *testing.T, group string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "widgets")
 	if err := os.CopyFS(dir, os.DirFS(widgetTemplates)); err != nil {
@@ -206,23 +264,24 @@ func killTemplates(t *testing.T) string {
 	if !strings.Contains(string(src), from) {
 		t.Fatalf("%s no longer declares %s", apiFile, from)
 	}
-	moved := strings.Replace(string(src), from, `group:    "`+killGroup+`"`, 1)
+	moved := strings.Replace(string(src), from, `group:    "`+group+`"`, 1)
 	if err := os.WriteFile(apiFile, []byte(moved), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
-// applyKillWidgets applies the Widgets in one kubectl call, so that the
-// changes of a round reach the operator together.
-func applyKillWidgets(t *testing.T, ns string, specs map[string]widgetSpec) {
+// apply applies the Widgets in one kubectl call, so that the changes of a
+// round reach the operator together.
+func (f *faultRun) apply(specs map[string]widgetSpec) {
+	t := f.t
 	t.Helper()
 	var items []map[string]any
 	for _, name := range sortedKeys(specs) {
 		items = append(items, map[string]any{
-			"apiVersion": killGroup + "/v1",
+			"apiVersion": f.group + "/v1",
 			"kind":       "Widget",
-			"metadata":   map[string]any{"name": name, "namespace": ns},
+			"metadata":   map[string]any{"name": name, "namespace": f.ns},
 			"spec":       specs[name],
 		})
 	}
@@ -239,12 +298,12 @@ func applyKillWidgets(t *testing.T, ns string, specs map[string]widgetSpec) {
 // apply and the prune). Pod readiness is not what this test is about, and
 // kwok's pods can lose it for good when the node lifecycle controller sees
 // the node's heartbeat late on a busy machine.
-func waitConverged(t *testing.T, api client.Client, ns string) {
-	t.Helper()
-	eventually(t, 3*time.Minute, "every Widget reconciled at its generation", func() error {
+func (f *faultRun) waitConverged() {
+	f.t.Helper()
+	eventually(f.t, 3*time.Minute, "every Widget reconciled at its generation", func() error {
 		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(schema.GroupVersionKind{Group: killGroup, Version: "v1", Kind: "WidgetList"})
-		if err := api.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: f.group, Version: "v1", Kind: "WidgetList"})
+		if err := f.api.List(context.Background(), list, client.InNamespace(f.ns)); err != nil {
 			return err
 		}
 		var pending []string
@@ -255,7 +314,7 @@ func waitConverged(t *testing.T, api client.Client, ns string) {
 				pending = append(pending, fmt.Sprintf("%s (generation %d, observed %d, Ready reason %q)", w.GetName(), w.GetGeneration(), observed, reason))
 			}
 		}
-		if len(list.Items) != killCRs || len(pending) > 0 {
+		if len(list.Items) != faultCRs || len(pending) > 0 {
 			return fmt.Errorf("%d Widgets, not converged: %v", len(list.Items), pending)
 		}
 		return nil
@@ -274,12 +333,12 @@ func readyReason(obj unstructured.Unstructured) string {
 	return ""
 }
 
-func inventoryIDs(t *testing.T, api client.Client, ns, name string) []string {
-	t.Helper()
+func (f *faultRun) inventoryIDs(name string) []string {
+	f.t.Helper()
 	w := &unstructured.Unstructured{}
-	w.SetGroupVersionKind(schema.GroupVersionKind{Group: killGroup, Version: "v1", Kind: "Widget"})
-	if err := api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, w); err != nil {
-		t.Fatal(err)
+	w.SetGroupVersionKind(schema.GroupVersionKind{Group: f.group, Version: "v1", Kind: "Widget"})
+	if err := f.api.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, w); err != nil {
+		f.t.Fatal(err)
 	}
 	entries, _, _ := unstructured.NestedSlice(w.Object, "status", "inventory")
 	ids := []string{}
@@ -294,8 +353,8 @@ func inventoryIDs(t *testing.T, api client.Client, ns, name string) []string {
 
 // labelledChildren returns the inventory ids of the live objects, of every
 // kind a Widget produces, that carry the Widget's owner labels.
-func labelledChildren(t *testing.T, api client.Client, ns, name string) map[string]bool {
-	t.Helper()
+func (f *faultRun) labelledChildren(name string) map[string]bool {
+	f.t.Helper()
 	out := map[string]bool{}
 	for _, gvk := range []schema.GroupVersionKind{
 		{Group: "apps", Version: "v1", Kind: "DeploymentList"},
@@ -304,13 +363,13 @@ func labelledChildren(t *testing.T, api client.Client, ns, name string) map[stri
 	} {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk)
-		err := api.List(context.Background(), list, client.InNamespace(ns),
-			client.MatchingLabels{"cuerator.dev/owner-name": name, "cuerator.dev/owner-kind": killOwnerKind})
+		err := f.api.List(context.Background(), list, client.InNamespace(f.ns),
+			client.MatchingLabels{"cuerator.dev/owner-name": name, "cuerator.dev/owner-kind": "widget." + f.group})
 		if err != nil {
-			t.Fatal(err)
+			f.t.Fatal(err)
 		}
 		for _, o := range list.Items {
-			out[strings.Join([]string{ns, o.GetName(), gvk.Group, strings.TrimSuffix(gvk.Kind, "List")}, "_")] = true
+			out[strings.Join([]string{f.ns, o.GetName(), gvk.Group, strings.TrimSuffix(gvk.Kind, "List")}, "_")] = true
 		}
 	}
 	return out
@@ -318,13 +377,13 @@ func labelledChildren(t *testing.T, api client.Client, ns, name string) map[stri
 
 // childUID returns the child's uid, or "" when it does not exist or is
 // being deleted.
-func childUID(t *testing.T, api client.Client, ns string, c child) string {
-	t.Helper()
+func (f *faultRun) childUID(c child) string {
+	f.t.Helper()
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(schema.GroupVersionKind{Group: c.group, Version: "v1", Kind: c.kind})
-	err := api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: c.name}, obj)
+	err := f.api.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: c.name}, obj)
 	if client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	if err != nil || obj.GetDeletionTimestamp() != nil {
 		return ""
