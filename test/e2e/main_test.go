@@ -135,6 +135,10 @@ func kubectlFails(t *testing.T, stdin string, args ...string) string {
 	return out
 }
 
+// longTests reports whether the long cases run (make test-long): more
+// rounds of the fault tests.
+func longTests() bool { return os.Getenv("CUERATOR_TEST_LONG") != "" }
+
 // eventually polls check until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
