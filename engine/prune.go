@@ -6,6 +6,7 @@ import (
 
 	"github.com/fluxcd/pkg/ssa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,7 +40,10 @@ func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(stub.GroupVersionKind())
 	err := a.api.Get(ctx, client.ObjectKeyFromObject(stub), live)
-	if apierrors.IsNotFound(err) {
+	// A kind the cluster does not serve has no objects: a child recorded
+	// before an apply that failed for that reason was never created. (The
+	// REST mapper looks again before it answers no match.)
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return nil
 	}
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/cuerator/cuerator/controllers"
 	"github.com/cuerator/cuerator/engine"
 )
@@ -137,21 +139,28 @@ func startOperatorFor(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := controllers.NewManager(testCluster.Config, lib, controllers.ManagerOptions{
+	startManager(t, testCluster.Config, lib, dir)
+}
+
+// startManager runs an operator for lib with the identity of cfg until the
+// test ends; templatesDir, unless empty, is followed as --templates does.
+func startManager(t *testing.T, cfg *rest.Config, lib *engine.Library, templatesDir string) {
+	t.Helper()
+	mgr, err := controllers.NewManager(cfg, lib, controllers.ManagerOptions{
 		Options: controllers.Options{
 			MaxConcurrentReconciles: 2,
 			ReconcileTimeout:        30 * time.Second,
 			BackoffMin:              100 * time.Millisecond,
 			BackoffMax:              5 * time.Second,
 			ConflictRetry:           time.Second,
-			TemplatesDir:            dir,
+			TemplatesDir:            templatesDir,
 			TemplatesPoll:           300 * time.Millisecond,
 		},
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		t.Fatalf("start with --templates: %v", err)
+		t.Fatalf("start the operator: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
