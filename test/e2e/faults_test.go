@@ -111,7 +111,9 @@ func TestFaultsKeepWhatRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubectlIn(t, string(manifest), "apply", "--server-side", "-f", "-")
-	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", "gears.faults.test.cuerator.dev", "--wait=false") })
+	t.Cleanup(func() {
+		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", "gears.faults.test.cuerator.dev", "--wait=false")
+	})
 	kubectl(t, "wait", "--for=condition=Established", "crd/gears.faults.test.cuerator.dev", "--timeout=60s")
 	ns := namespace(t, "faults")
 	startManager(t, gearOperatorConfig(t, lib, ns), lib, "")
