@@ -10,7 +10,7 @@ GO ?= go
 BIN := bin/cuerator
 IMG ?= cuerator:dev
 
-.PHONY: build generate install uninstall run test demo demo-stop cue-tool
+.PHONY: build generate install uninstall run test test-long bench demo demo-stop cue-tool
 
 build: ## Build the cuerator binary into bin/
 	$(GO) build -o $(BIN) ./cmd/cuerator
@@ -69,9 +69,20 @@ undeploy: ## Remove the operator, its namespace and RBAC; the CRDs and CRs stay 
 run: build ## Run the operator in the foreground against KUBECONFIG (Ctrl-C stops it)
 	$(BIN) run --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081
 
-test: cluster-tools cue-tool ## Run every test against a real local cluster
+# The fuzzer runs for a bounded time: long enough to try thousands of specs,
+# short enough for CI. test-long runs it longer, with every fault test's long
+# cases and 100,000 renders for the heap check.
+FUZZTIME ?= 30s
+
+test: cluster-tools cue-tool ## Run every test against a real local cluster, then fuzz the renderer for $(FUZZTIME)
 	$(GO) vet ./...
 	$(GO) test ./... -count=1 -timeout 40m
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+
+test-long: cluster-tools cue-tool ## make test's suite with the long cases (more faults, 100,000 renders) and 10 minutes of fuzzing
+	$(GO) vet ./...
+	CUERATOR_TEST_LONG=1 CUERATOR_RENDERS=100000 $(GO) test ./... -count=1 -timeout 90m
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzRender$$' -fuzztime 10m
 
 bench: cluster-tools ## The benchmarks of BENCHMARKS.md, side by side on the local cluster
 	$(GO) test ./engine -run '^$$' -bench Render -benchmem -benchtime 2s

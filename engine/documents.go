@@ -3,8 +3,10 @@ package engine
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // RenderCR renders cr with the template of its kind.
@@ -15,6 +17,11 @@ func (l *Library) RenderCR(cr *unstructured.Unstructured) (*Rendered, error) {
 	}
 	if cr.GetName() == "" {
 		return nil, &ValidationError{Errs: []FieldError{{Path: "metadata.name", Message: "must be set"}}}
+	}
+	// The API server refuses a CR whose name is not a DNS subdomain, even
+	// where the kind's template has no rule on names; so does an offline check.
+	if msgs := validation.IsDNS1123Subdomain(cr.GetName()); len(msgs) > 0 {
+		return nil, &ValidationError{Errs: []FieldError{{Path: "metadata.name", Message: strings.Join(msgs, "; ")}}}
 	}
 	// The API server rejects unknown top-level fields (strict field
 	// validation); so does an offline check.

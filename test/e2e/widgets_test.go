@@ -328,6 +328,12 @@ func TestNoopReconcileIssuesNoRequests(t *testing.T) {
 
 // reconciles reads controller-runtime's reconcile counter for a controller.
 func reconciles(t *testing.T, controller string) float64 {
+	return counterTotal(t, "controller_runtime_reconcile_total", controller)
+}
+
+// counterTotal sums a counter of this process's controller-runtime metrics
+// over the controller given, or over every controller when it is empty.
+func counterTotal(t *testing.T, name, controller string) float64 {
 	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
@@ -335,12 +341,12 @@ func reconciles(t *testing.T, controller string) float64 {
 	}
 	var total float64
 	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
+				if l.GetName() == "controller" && (controller == "" || l.GetValue() == controller) {
 					total += m.GetCounter().GetValue()
 				}
 			}
@@ -392,13 +398,21 @@ func TestImmutableFieldChange(t *testing.T) {
 // A competing field manager that keeps changing a child is corrected each
 // time, and the operator does not loop: once the fight stops, it sends no
 // request about the CR at all.
+// maxRequestsPerCorrection bounds what one outside edit may cost.
+const maxRequestsPerCorrection = 8
+
 func TestCompetingManagerIsCorrectedWithoutAHotLoop(t *testing.T) {
 	startWidgets(t)
 	ns := namespace(t, "widget-compete")
 	applyWidget(t, ns, "w", "  replicas: 2\n  withConfig: false\n")
 	waitReady(t, ns, "widget/w")
 
-	for round := range 5 {
+	rounds := 5
+	if longTests() {
+		rounds = 50
+	}
+	fight := recentRequests.mark()
+	for round := range rounds {
 		kubectl(t, "scale", "deployment", "w", "-n", ns, fmt.Sprintf("--replicas=%d", 5+round))
 		eventually(t, 30*time.Second, fmt.Sprintf("round %d corrected", round), func() error {
 			if r := jsonpath(t, ns, "deployment/w", "{.spec.replicas}"); r != "2" {
@@ -409,6 +423,13 @@ func TestCompetingManagerIsCorrectedWithoutAHotLoop(t *testing.T) {
 	}
 	waitReady(t, ns, "widget/w")
 	time.Sleep(2 * time.Second) // let the last correction's echoes settle
+	// A correction reads the drifted Deployment, applies it and writes the
+	// CR's status (Drifted): a few requests, however fast the fight goes.
+	reqs := recentRequests.since(fight, ns)
+	t.Logf("%d requests for %d corrections: %v", len(reqs), rounds, reqs)
+	if perRound := float64(len(reqs)) / float64(rounds); perRound > maxRequestsPerCorrection {
+		t.Errorf("%.1f requests per correction, want at most %d: a hot loop", perRound, maxRequestsPerCorrection)
+	}
 	mark := recentRequests.mark()
 	time.Sleep(5 * time.Second)
 	if reqs := recentRequests.since(mark, ns); len(reqs) != 0 {
