@@ -54,7 +54,7 @@ func setup(c *cluster.Cluster) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := controllers.NewManager(c.Config, lib, controllers.ManagerOptions{
+	mgr, err := controllers.NewManager(countRequests(c.Config), lib, controllers.ManagerOptions{
 		Options: controllers.Options{
 			MaxConcurrentReconciles: 4,
 			ReconcileTimeout:        30 * time.Second,
