@@ -389,6 +389,9 @@ func (c *Cluster) startControlPlane(ctx context.Context, certDir string) error {
 	// envtest turns the ServiceAccount admission plugin off because it runs
 	// no controller-manager; this cluster has one, so keep the real defaults.
 	api.Configure().Disable("disable-admission-plugins")
+	// envtest's 10.0.0.0/24 holds 254 Services; the benchmarks run
+	// thousands. kwok's pod CIDR (below) stays outside it.
+	api.Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 
 	timeout := time.Minute
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
