@@ -95,7 +95,7 @@ func kubectlOut(kubeconfig string, args ...string) (string, error) {
 
 // kubectl runs the real kubectl against the test cluster and fails the test
 // when it fails.
-func kubectl(t *testing.T, args ...string) string {
+func kubectl(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := kubectlOut(testCluster.KubeconfigPath, args...)
 	if err != nil {
@@ -116,7 +116,7 @@ func kubectlInput(stdin string, args ...string) (string, error) {
 }
 
 // kubectlIn runs kubectl with stdin and fails the test when it fails.
-func kubectlIn(t *testing.T, stdin string, args ...string) string {
+func kubectlIn(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
 	out, err := kubectlInput(stdin, args...)
 	if err != nil {
@@ -126,7 +126,7 @@ func kubectlIn(t *testing.T, stdin string, args ...string) string {
 }
 
 // kubectlFails runs kubectl expecting it to fail, and returns its output.
-func kubectlFails(t *testing.T, stdin string, args ...string) string {
+func kubectlFails(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
 	out, err := kubectlInput(stdin, args...)
 	if err == nil {
@@ -140,7 +140,7 @@ func kubectlFails(t *testing.T, stdin string, args ...string) string {
 func longTests() bool { return os.Getenv("CUERATOR_TEST_LONG") != "" }
 
 // eventually polls check until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -156,7 +156,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 }
 
 // namespace creates a namespace for one test and deletes it afterwards.
-func namespace(t *testing.T, name string) string {
+func namespace(t testing.TB, name string) string {
 	t.Helper()
 	kubectl(t, "create", "namespace", name)
 	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "namespace", name, "--wait=false") })

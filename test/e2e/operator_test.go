@@ -290,7 +290,7 @@ func testStaticBinary(t *testing.T, templates string) {
 }
 
 // goBuild runs a build command in the repository root.
-func goBuild(t *testing.T, name string, args ...string) {
+func goBuild(t testing.TB, name string, args ...string) {
 	t.Helper()
 	// Generous: a cold build cache on a busy machine compiles all of
 	// Kubernetes and CUE.
@@ -305,7 +305,7 @@ func goBuild(t *testing.T, name string, args ...string) {
 
 // installTemplateCRD installs the CRD that `cuerator crds --templates`
 // generates, as a user would, and removes it (and every CR of it) at the end.
-func installTemplateCRD(t *testing.T, bin, templates, crd string) {
+func installTemplateCRD(t testing.TB, bin, templates, crd string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -406,7 +406,7 @@ type operatorProcess struct {
 // startOperator starts the binary with `run` and args against the test
 // cluster, on free loopback ports, waits until it serves /healthz and
 // /metrics, and stops it when the test ends.
-func startOperator(t *testing.T, bin, name string, args ...string) *operatorProcess {
+func startOperator(t testing.TB, bin, name string, args ...string) *operatorProcess {
 	t.Helper()
 	p := &operatorProcess{
 		name:    name,
@@ -447,7 +447,7 @@ func startOperator(t *testing.T, bin, name string, args ...string) *operatorProc
 
 // stop ends the process gracefully, or kills it after a grace period, and
 // shows its log if the test failed.
-func (p *operatorProcess) stop(t *testing.T) {
+func (p *operatorProcess) stop(t testing.TB) {
 	select {
 	case <-p.exited:
 	default:
@@ -467,7 +467,7 @@ func (p *operatorProcess) stop(t *testing.T) {
 }
 
 // kill sends SIGKILL, as a node failure would, and waits for the process.
-func (p *operatorProcess) kill(t *testing.T) {
+func (p *operatorProcess) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("kill %s: %v", p.name, err)
@@ -477,7 +477,7 @@ func (p *operatorProcess) kill(t *testing.T) {
 
 // mustRun fails the test at once if the process has exited, rather than
 // letting a poll wait out its timeout.
-func (p *operatorProcess) mustRun(t *testing.T) {
+func (p *operatorProcess) mustRun(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.exited:
@@ -500,7 +500,7 @@ func (p *operatorProcess) logTail() string {
 
 // reconcileLogs returns the process's "reconciling" log lines (JSON, one
 // per reconcile that found its CR).
-func (p *operatorProcess) reconcileLogs(t *testing.T) []string {
+func (p *operatorProcess) reconcileLogs(t testing.TB) []string {
 	t.Helper()
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
@@ -525,7 +525,7 @@ func (p *operatorProcess) reconciled(t *testing.T, note string) bool {
 }
 
 // scrape reads the process's /metrics.
-func (p *operatorProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
+func (p *operatorProcess) scrape(t testing.TB) map[string]*dto.MetricFamily {
 	t.Helper()
 	p.mustRun(t)
 	status, body, err := httpGet("http://" + p.metrics + "/metrics")
@@ -540,13 +540,13 @@ func (p *operatorProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
 	return fams
 }
 
-func (p *operatorProcess) metric(t *testing.T, name string, labels map[string]string) float64 {
+func (p *operatorProcess) metric(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
 	return sumMetric(p.scrape(t), name, labels)
 }
 
 // waitHTTP200 polls url until it answers 200 OK.
-func (p *operatorProcess) waitHTTP200(t *testing.T, url string) {
+func (p *operatorProcess) waitHTTP200(t testing.TB, url string) {
 	t.Helper()
 	eventually(t, operatorTimeout, "GET "+url+" = 200", func() error {
 		p.mustRun(t)
@@ -613,7 +613,7 @@ func sumMetric(fams map[string]*dto.MetricFamily, name string, want map[string]s
 }
 
 // freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
