@@ -88,6 +88,8 @@ bench: cluster-tools ## The benchmarks of BENCHMARKS.md, side by side on the loc
 	$(GO) test ./engine -run '^$$' -bench Render -benchmem -benchtime 2s
 	$(GO) test ./test/e2e -run '^$$' -bench NoopApply -benchtime 20x -timeout 30m
 	$(GO) test ./test/e2e -run '^$$' -bench DriftLatency -benchtime 1x -timeout 30m
+	CUERATOR_BENCH_WEBAPPS=100,1000 $(GO) test ./test/e2e -run '^$$' -bench Convergence -benchtime 1x -timeout 60m
+	CUERATOR_BENCH_MEMORY_CRS=1000 $(GO) test ./test/e2e -run '^$$' -bench OperatorMemory -benchtime 1x -timeout 90m
 
 demo: build ## The walking skeleton: cluster, CRDs, operator, examples
 	bash examples/demo.sh

@@ -1,0 +1,515 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/e2e/typedwebapp"
+)
+
+const (
+	// convergenceWorkers is the concurrency of every approach: the
+	// operators' MaxConcurrentReconciles and the ceiling's apply loop.
+	convergenceWorkers = 4
+	// convergencePollInterval is how often the readiness of all CRs (or
+	// Deployments) is read, with one List.
+	convergencePollInterval = 200 * time.Millisecond
+	// convergenceFieldManager applies the ceiling's objects.
+	convergenceFieldManager = "convergence-ceiling"
+)
+
+// convergenceRuns counts the runs of BenchmarkConvergence in this process.
+var convergenceRuns atomic.Int32
+
+var convergenceWebAppGVK = schema.GroupVersionKind{Group: "apps.example.com", Version: "v1alpha1", Kind: "WebApp"}
+
+// BenchmarkConvergence measures, side by side on one cluster, how long N
+// WebApp CRs (3 children each) take from being applied to all Ready:
+//   - cuerator: the operator TestMain runs reconciles apps.example.com
+//     WebApps;
+//   - typed: a hand-written controller-runtime operator for the same kind
+//     (package typedwebapp), serving the WebApp CRD under a group of its own;
+//   - ceiling: no CR and no operator; the same children, rendered by the
+//     engine beforehand, server-side applied by a loop of 4 workers.
+//
+// Each reports seconds until every child was written and until every CR
+// (for the ceiling, every Deployment) was Ready, and API requests per CR by
+// verb; the last sub-benchmark reports the ratios cuerator/typed and
+// cuerator/ceiling. N comes from CUERATOR_BENCH_WEBAPPS (comma list,
+// default 100). Each approach runs in a namespace of its own, deleted
+// before the next approach starts.
+//
+// Run: go test ./test/e2e -run '^$' -bench Convergence -benchtime 1x -timeout 60m
+func BenchmarkConvergence(b *testing.B) {
+	counts, err := convergenceCounts(os.Getenv("CUERATOR_BENCH_WEBAPPS"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lib, err := engine.Load(schemas.FS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kind := lib.Kind(convergenceWebAppGVK)
+	if kind == nil {
+		b.Fatalf("the template library has no %s", convergenceWebAppGVK)
+	}
+	if err := installTypedWebAppCRD(kind); err != nil {
+		b.Fatal(err)
+	}
+	// Started once, like the cuerator operator that runs all along: each
+	// operator's informers see the other's objects, and neither starts cold.
+	if err := startTypedWebAppOperator(b); err != nil {
+		b.Fatal(err)
+	}
+	// Readiness is read, and CRs are created, without counting requests.
+	uncounted, err := client.New(testCluster.Config, client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	typedGVK := typedwebapp.GroupVersion.WithKind("WebApp")
+	// Namespaces of an earlier run (-count 2) may still be terminating.
+	run := convergenceRuns.Add(1)
+	for _, n := range counts {
+		b.Run(fmt.Sprintf("webapps=%d", n), func(b *testing.B) {
+			approaches := []struct {
+				name string
+				run  func(b *testing.B, ns string) convergenceResult
+			}{
+				{"cuerator", func(b *testing.B, ns string) convergenceResult {
+					return convergeWebApps(b, uncounted, convergenceWebAppGVK, ns, n)
+				}},
+				{"typed", func(b *testing.B, ns string) convergenceResult {
+					return convergeWebApps(b, uncounted, typedGVK, ns, n)
+				}},
+				{"ceiling", func(b *testing.B, ns string) convergenceResult {
+					return convergeCeiling(b, uncounted, kind, ns, n)
+				}},
+			}
+			results := map[string]convergenceResult{}
+			for _, a := range approaches {
+				b.Run(a.name, func(b *testing.B) {
+					b.StopTimer() // each run times only its convergence
+					var total convergenceResult
+					for i := range b.N {
+						ns := fmt.Sprintf("convergence-%d-%s-%d-%d", run, a.name, n, i)
+						if err := createConvergenceNamespace(b, ns); err != nil {
+							b.Fatal(err)
+						}
+						loadBefore := convergenceLoadAverage()
+						total.add(a.run(b, ns))
+						// Other processes share the machine: say how busy it was.
+						b.Logf("load average before: %s, after: %s", loadBefore, convergenceLoadAverage())
+					}
+					results[a.name] = total.report(b, n*b.N)
+				})
+			}
+			b.Run("ratios", func(b *testing.B) { reportConvergenceRatios(b, results) })
+		})
+	}
+}
+
+func convergenceCounts(env string) ([]int, error) {
+	if env == "" {
+		env = "100"
+	}
+	var counts []int
+	for field := range strings.SplitSeq(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("CUERATOR_BENCH_WEBAPPS=%q: want a comma list of positive counts", env)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+// installTypedWebAppCRD installs the WebApp CRD that cuerator generates,
+// with its group changed to the typed operator's. Renaming the CRD object is
+// enough: the typed operator uses no template.
+func installTypedWebAppCRD(kind *engine.Kind) error {
+	crd, err := kind.CRD()
+	if err != nil {
+		return fmt.Errorf("WebApp CRD: %w", err)
+	}
+	crd.Spec.Group = typedwebapp.GroupVersion.Group
+	crd.Name = crd.Spec.Names.Plural + "." + crd.Spec.Group
+	manifest, err := engine.MarshalCRDYAML([]*apiextensionsv1.CustomResourceDefinition{crd})
+	if err != nil {
+		return err
+	}
+	if out, err := kubectlInput(string(manifest), "apply", "--server-side", "-f", "-"); err != nil {
+		return fmt.Errorf("install %s: %w: %s", crd.Name, err, out)
+	}
+	// The CRD stays, as deploy/crds' do: the namespaces' deletion removes
+	// the typed WebApps, and a later run (-count 2) applies it again.
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/"+crd.Name, "--timeout=60s"); err != nil {
+		return fmt.Errorf("wait for %s: %w: %s", crd.Name, err, out)
+	}
+	return nil
+}
+
+// startTypedWebAppOperator runs the typed operator in its own manager, with
+// the cuerator operator's concurrency and client limits, until the
+// benchmark ends.
+func startTypedWebAppOperator(b *testing.B) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := typedwebapp.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(countRequests(testCluster.Config), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// -count 2 registers the controller again in this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("typed operator: %w", err)
+	}
+	r := &typedwebapp.Reconciler{Client: mgr.GetClient(), Scheme: scheme}
+	if err := r.SetupWithManager(mgr, convergenceWorkers); err != nil {
+		return fmt.Errorf("typed operator: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("typed operator: %v", err)
+		}
+	})
+	select {
+	case <-mgr.Elected():
+	case err := <-done:
+		return fmt.Errorf("typed operator: %w", err)
+	}
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("typed operator: caches did not sync")
+	}
+	return nil
+}
+
+// createConvergenceNamespace creates ns and deletes it when the approach's
+// sub-benchmark ends, waiting until it is gone: otherwise the next approach
+// would be timed while the API server and the garbage collector delete
+// thousands of this one's objects.
+func createConvergenceNamespace(b *testing.B, ns string) error {
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "create", "namespace", ns); err != nil {
+		return fmt.Errorf("create namespace %s: %w: %s", ns, err, out)
+	}
+	b.Cleanup(func() {
+		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "namespace", ns, "--timeout=10m"); err != nil {
+			b.Errorf("delete namespace %s: %v: %s", ns, err, out)
+		}
+	})
+	return nil
+}
+
+// convergenceLoadAverage is the machine's 1, 5 and 15 minute load average.
+func convergenceLoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(b))
+	return strings.Join(fields[:min(3, len(fields))], " ")
+}
+
+// convergenceResult is one approach's run, or the sum of several.
+type convergenceResult struct {
+	applied, ready time.Duration
+	// requests are the counted requests about the approach's namespace.
+	requests []string
+}
+
+func (r *convergenceResult) add(o convergenceResult) {
+	r.applied += o.applied
+	r.ready += o.ready
+	r.requests = append(r.requests, o.requests...)
+}
+
+// report reports r, the sum of runs that created crs CRs in all, per run
+// and per CR, and returns the per-run times.
+func (r convergenceResult) report(b *testing.B, crs int) convergenceResult {
+	runs := time.Duration(b.N)
+	perRun := convergenceResult{applied: r.applied / runs, ready: r.ready / runs}
+	b.ReportMetric(perRun.applied.Seconds(), "s-applied")
+	b.ReportMetric(perRun.ready.Seconds(), "s-ready")
+	b.ReportMetric(float64(len(r.requests))/float64(crs), "requests/CR")
+	byVerb := map[string]int{}
+	byResource := map[string]int{}
+	for _, line := range r.requests {
+		verb, path, _ := strings.Cut(line, " ")
+		byVerb[verb]++
+		byResource[verb+" "+convergenceResource(path)]++
+	}
+	for verb, count := range byVerb {
+		b.ReportMetric(float64(count)/float64(crs), verb+"/CR")
+	}
+	var lines []string
+	for what, count := range byResource {
+		lines = append(lines, fmt.Sprintf("%-32s %6.2f", what, float64(count)/float64(crs)))
+	}
+	slices.Sort(lines)
+	b.Logf("requests per CR:\n%s", strings.Join(lines, "\n"))
+	return perRun
+}
+
+// convergenceResource names what a namespaced request path is about:
+// its resource, and subresource if any.
+func convergenceResource(path string) string {
+	_, rest, ok := strings.Cut(path, "/namespaces/")
+	if !ok {
+		return path
+	}
+	parts := strings.Split(rest, "/") // namespace, resource, name, subresource
+	switch {
+	case len(parts) >= 4:
+		return parts[1] + "/" + parts[3]
+	case len(parts) >= 2:
+		return parts[1]
+	}
+	return path
+}
+
+func reportConvergenceRatios(b *testing.B, results map[string]convergenceResult) {
+	cuerator, typed, ceiling := results["cuerator"], results["typed"], results["ceiling"]
+	if cuerator.ready == 0 || typed.ready == 0 || ceiling.ready == 0 {
+		b.Skip("an approach did not finish")
+	}
+	ratio := func(a, b time.Duration) float64 { return a.Seconds() / b.Seconds() }
+	b.ReportMetric(ratio(cuerator.applied, typed.applied), "cuerator/typed-applied")
+	b.ReportMetric(ratio(cuerator.ready, typed.ready), "cuerator/typed-ready")
+	b.ReportMetric(ratio(cuerator.applied, ceiling.applied), "cuerator/ceiling-applied")
+	b.ReportMetric(ratio(cuerator.ready, ceiling.ready), "cuerator/ceiling-ready")
+}
+
+// convergenceWebApp is WebApp number i of gvk: one replica of nginx.
+func convergenceWebApp(gvk schema.GroupVersionKind, ns string, i int) *unstructured.Unstructured {
+	name := fmt.Sprintf("webapp-%04d", i)
+	cr := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"replicas": int64(1),
+			"image":    "nginx:alpine",
+			"domain":   name + ".convergence.example.com",
+		},
+	}}
+	cr.SetGroupVersionKind(gvk)
+	return cr
+}
+
+// convergeWebApps creates n WebApps of gvk in ns, for the operator that
+// serves gvk, and times until every child exists and every CR is Ready at
+// its generation.
+func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKind, ns string, n int) convergenceResult {
+	ctx := context.Background()
+	mark := recentRequests.mark()
+	b.StartTimer()
+	start := time.Now()
+	err := convergenceParallel(n, func(i int) error {
+		return api.Create(ctx, convergenceWebApp(gvk, ns, i))
+	})
+	if err != nil {
+		b.Fatalf("create WebApps: %v", err)
+	}
+	applied, ready := waitConvergence(b, start, n, func() (bool, string, error) {
+		return convergenceChildrenExist(ctx, api, ns, n)
+	}, func() (bool, string, error) {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, "", err
+		}
+		readyCRs := 0
+		for _, cr := range list.Items {
+			if convergenceCRReady(cr) {
+				readyCRs++
+			}
+		}
+		return readyCRs == n, fmt.Sprintf("%d of %d WebApps Ready", readyCRs, n), nil
+	})
+	b.StopTimer()
+	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns)}
+}
+
+// convergenceCRReady reports whether cr's status is of its generation and
+// its Ready condition True.
+func convergenceCRReady(cr unstructured.Unstructured) bool {
+	observed, _, _ := unstructured.NestedInt64(cr.Object, "status", "observedGeneration")
+	if observed != cr.GetGeneration() {
+		return false
+	}
+	conditions, _, _ := unstructured.NestedSlice(cr.Object, "status", "conditions")
+	for _, c := range conditions {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+			return m["status"] == "True"
+		}
+	}
+	return false
+}
+
+// convergenceChildrenExist reports whether ns holds n Deployments, Services
+// and Ingresses. Metadata-only lists keep the polling light.
+func convergenceChildrenExist(ctx context.Context, api client.Client, ns string, n int) (bool, string, error) {
+	var counts []string
+	all := true
+	for _, gvk := range []schema.GroupVersionKind{
+		{Group: "apps", Version: "v1", Kind: "DeploymentList"},
+		{Version: "v1", Kind: "ServiceList"},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressList"},
+	} {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk)
+		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, "", err
+		}
+		all = all && len(list.Items) == n
+		counts = append(counts, fmt.Sprintf("%d %ss", len(list.Items), strings.TrimSuffix(gvk.Kind, "List")))
+	}
+	return all, strings.Join(counts, ", "), nil
+}
+
+// convergeCeiling renders the children of n WebApps, then times a loop of
+// server-side applies of them, one CR's children after the other in each of
+// 4 workers, and until every Deployment is available. There is no CR, so
+// the children carry no ownerReference: the garbage collector would delete
+// children of a missing owner.
+func convergeCeiling(b *testing.B, api client.Client, kind *engine.Kind, ns string, n int) convergenceResult {
+	ctx := context.Background()
+	children := make([][]*unstructured.Unstructured, n)
+	for i := range n {
+		cr := convergenceWebApp(convergenceWebAppGVK, ns, i)
+		cr.SetUID(types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)))
+		rendered, err := kind.Render(cr)
+		if err != nil {
+			b.Fatalf("render %s: %v", cr.GetName(), err)
+		}
+		for _, obj := range rendered.Objects {
+			obj.SetOwnerReferences(nil)
+		}
+		children[i] = rendered.Objects
+	}
+	applier, err := client.New(countRequests(testCluster.Config), client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	mark := recentRequests.mark()
+	b.StartTimer()
+	start := time.Now()
+	err = convergenceParallel(n, func(i int) error {
+		for _, obj := range children[i] {
+			err := applier.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
+				client.FieldOwner(convergenceFieldManager), client.ForceOwnership)
+			if err != nil {
+				return fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	applied := time.Since(start)
+	_, ready := waitConvergence(b, start, n, nil, func() (bool, string, error) {
+		list := &appsv1.DeploymentList{}
+		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, "", err
+		}
+		available := 0
+		for i := range list.Items {
+			if typedwebapp.DeploymentAvailable(&list.Items[i]) {
+				available++
+			}
+		}
+		return available == n, fmt.Sprintf("%d of %d Deployments available", available, n), nil
+	})
+	b.StopTimer()
+	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns)}
+}
+
+// convergenceParallel calls do for 0..n-1 from convergenceWorkers
+// goroutines, and returns the first error.
+func convergenceParallel(n int, do func(i int) error) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range convergenceWorkers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := do(i); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// waitConvergence polls every convergencePollInterval: applied (when not
+// nil) until it is true, and ready until it is true, for at most 5 minutes
+// plus 300 ms per CR. It returns how long after start each was first seen
+// true; a nil applied counts as true when ready is.
+func waitConvergence(b *testing.B, start time.Time, crs int, applied, ready func() (bool, string, error)) (appliedAfter, readyAfter time.Duration) {
+	timeout := 5*time.Minute + time.Duration(crs)*300*time.Millisecond
+	childrenProgress := "all children written"
+	for {
+		if applied != nil && appliedAfter == 0 {
+			done, progress, err := applied()
+			if err != nil {
+				b.Fatal(err)
+			}
+			childrenProgress = progress
+			if done {
+				appliedAfter = time.Since(start)
+			}
+		}
+		done, progress, err := ready()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if done {
+			readyAfter = time.Since(start)
+			if appliedAfter == 0 {
+				appliedAfter = readyAfter
+			}
+			return appliedAfter, readyAfter
+		}
+		if time.Since(start) > timeout {
+			b.Fatalf("not converged within %s: %s; %s", timeout, progress, childrenProgress)
+		}
+		time.Sleep(convergencePollInterval)
+	}
+}
