@@ -102,19 +102,7 @@ func TestFaultsKeepWhatRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crds, err := lib.CRDs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := engine.MarshalCRDYAML(crds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectlIn(t, string(manifest), "apply", "--server-side", "-f", "-")
-	t.Cleanup(func() {
-		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", "gears.faults.test.cuerator.dev", "--wait=false")
-	})
-	kubectl(t, "wait", "--for=condition=Established", "crd/gears.faults.test.cuerator.dev", "--timeout=60s")
+	installCRDs(t, lib)
 	ns := namespace(t, "faults")
 	startManager(t, gearOperatorConfig(t, lib, ns), lib, "")
 

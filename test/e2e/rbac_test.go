@@ -310,7 +310,7 @@ func installCRDs(t *testing.T, lib *engine.Library) {
 	kubectlIn(t, string(manifest), "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
 		if out, err := kubectlInput(string(manifest), "delete", "--ignore-not-found", "-f", "-"); err != nil {
-			t.Errorf("removing the renamed CRDs: %v\n%s", err, out)
+			t.Errorf("removing the CRDs: %v\n%s", err, out)
 		}
 	})
 	for _, crd := range crds {
