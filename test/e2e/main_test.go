@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -54,32 +56,69 @@ func setup(c *cluster.Cluster) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := controllers.NewManager(countRequests(c.Config), lib, controllers.ManagerOptions{
-		Options: controllers.Options{
-			MaxConcurrentReconciles: 4,
-			ReconcileTimeout:        30 * time.Second,
-			BackoffMin:              100 * time.Millisecond,
-			BackoffMax:              10 * time.Second,
-		},
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-	})
+	opts := controllers.ManagerOptions{Options: quickReconciles}
+	opts.MaxConcurrentReconciles = 4
+	op, err := startInProcess(countRequests(c.Config), lib, opts)
 	if err != nil {
 		return nil, err
 	}
-	k8s = mgr.GetClient()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	k8s = op.GetClient()
 	return func() {
 		for _, stop := range extraStops {
 			stop()
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := op.stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "operator:", err)
 		}
 	}, nil
+}
+
+// quickReconciles are the in-process operators' settings: retries within
+// seconds, so that a test waits for an outcome, not for a backoff.
+var quickReconciles = controllers.Options{
+	MaxConcurrentReconciles: 2,
+	ReconcileTimeout:        30 * time.Second,
+	BackoffMin:              100 * time.Millisecond,
+	BackoffMax:              5 * time.Second,
+	ConflictRetry:           time.Second,
+	TemplatesPoll:           300 * time.Millisecond,
+}
+
+// inProcessOperator is an operator running in the test process.
+type inProcessOperator struct {
+	ctrl.Manager
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// startInProcess starts an operator for lib with cfg's identity, without
+// metrics or probes unless opts asks for them.
+func startInProcess(cfg *rest.Config, lib *engine.Library, opts controllers.ManagerOptions) (*inProcessOperator, error) {
+	if opts.MetricsBindAddress == "" {
+		opts.MetricsBindAddress = "0"
+	}
+	if opts.HealthProbeBindAddress == "" {
+		opts.HealthProbeBindAddress = "0"
+	}
+	mgr, err := controllers.NewManager(cfg, lib, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	op := &inProcessOperator{Manager: mgr, cancel: cancel, done: make(chan error, 1)}
+	go func() { op.done <- mgr.Start(ctx) }()
+	return op, nil
+}
+
+// stop stops the operator, once, and returns what its Start returned.
+func (op *inProcessOperator) stop() error {
+	op.once.Do(func() {
+		op.cancel()
+		op.err = <-op.done
+	})
+	return op.err
 }
 
 func kubectlOut(kubeconfig string, args ...string) (string, error) {

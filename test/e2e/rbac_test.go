@@ -546,35 +546,21 @@ func testOfflineResourceNames(t *testing.T) {
 // HTTPS with authentication and authorization.
 func startOperatorAs(t *testing.T, cfg *rest.Config, lib *engine.Library, metricsAddr string) (stop func()) {
 	t.Helper()
-	mgr, err := controllers.NewManager(cfg, lib, controllers.ManagerOptions{
-		Options: controllers.Options{
-			MaxConcurrentReconciles: 2,
-			ReconcileTimeout:        30 * time.Second,
-			BackoffMin:              100 * time.Millisecond,
-			BackoffMax:              5 * time.Second,
-			ConflictRetry:           5 * time.Second,
-		},
-		MetricsBindAddress:     metricsAddr,
-		MetricsSecure:          true,
-		HealthProbeBindAddress: "0",
-		LeaderElection:         true,
-		LeaderElectionID:       renamedRole,
-		LeaderElectionNS:       operatorNamespace,
+	op, err := startInProcess(cfg, lib, controllers.ManagerOptions{
+		Options:            quickReconciles,
+		MetricsBindAddress: metricsAddr,
+		MetricsSecure:      true,
+		LeaderElection:     true,
+		LeaderElectionID:   renamedRole,
+		LeaderElectionNS:   operatorNamespace,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
 	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("operator: %v", err)
-			}
-		})
+		if err := op.stop(); err != nil {
+			t.Errorf("operator: %v", err)
+		}
 	}
 	t.Cleanup(stop)
 	return stop

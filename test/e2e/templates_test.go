@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -146,26 +145,13 @@ func startOperatorFor(t *testing.T, dir string) {
 // test ends; templatesDir, unless empty, is followed as --templates does.
 func startManager(t *testing.T, cfg *rest.Config, lib *engine.Library, templatesDir string) {
 	t.Helper()
-	mgr, err := controllers.NewManager(cfg, lib, controllers.ManagerOptions{
-		Options: controllers.Options{
-			MaxConcurrentReconciles: 2,
-			ReconcileTimeout:        30 * time.Second,
-			BackoffMin:              100 * time.Millisecond,
-			BackoffMax:              5 * time.Second,
-			ConflictRetry:           time.Second,
-			TemplatesDir:            templatesDir,
-			TemplatesPoll:           300 * time.Millisecond,
-		},
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-	})
+	opts := controllers.ManagerOptions{Options: quickReconciles}
+	opts.TemplatesDir = templatesDir
+	op, err := startInProcess(cfg, lib, opts)
 	if err != nil {
 		t.Fatalf("start the operator: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { _ = op.stop() })
 }
 
 // A namespaced CR cannot make the operator write outside its namespace or

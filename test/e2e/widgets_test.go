@@ -96,28 +96,14 @@ func runWidgetOperator() error {
 	if err != nil {
 		return err
 	}
-	mgr, err := controllers.NewManager(countRequests(testCluster.Config), lib, controllers.ManagerOptions{
-		Options: controllers.Options{
-			MaxConcurrentReconciles: 2,
-			ReconcileTimeout:        30 * time.Second,
-			BackoffMin:              100 * time.Millisecond,
-			BackoffMax:              5 * time.Second,
-			ConflictRetry:           time.Second,
-		},
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-	})
+	op, err := startInProcess(countRequests(testCluster.Config), lib, controllers.ManagerOptions{Options: quickReconciles})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		return fmt.Errorf("widget operator caches did not sync: %v", <-done)
+	if !op.GetCache().WaitForCacheSync(context.Background()) {
+		return fmt.Errorf("widget operator caches did not sync: %v", op.stop())
 	}
-	extraStops = append(extraStops, func() { cancel(); <-done })
+	extraStops = append(extraStops, func() { _ = op.stop() })
 	return nil
 }
 
