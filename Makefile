@@ -77,15 +77,15 @@ FUZZTIME ?= 30s
 test: cluster-tools cue-tool ## Run every test against a real local cluster, then fuzz the renderer for $(FUZZTIME)
 	$(GO) vet ./...
 	$(GO) test ./... -count=1 -timeout 40m
-	$(GO) test ./engine -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
 
 test-long: cluster-tools cue-tool ## make test's suite with the long cases (more faults, 100,000 renders) and 10 minutes of fuzzing
 	$(GO) vet ./...
 	CUERATOR_TEST_LONG=1 CUERATOR_RENDERS=100000 $(GO) test ./... -count=1 -timeout 90m
-	$(GO) test ./engine -run '^$$' -fuzz '^FuzzRender$$' -fuzztime 10m
+	$(GO) test ./render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime 10m
 
 bench: cluster-tools ## The benchmarks of BENCHMARKS.md, side by side on the local cluster
-	$(GO) test ./engine -run '^$$' -bench Render -benchmem -benchtime 2s
+	$(GO) test ./render -run '^$$' -bench Render -benchmem -benchtime 2s
 	$(GO) test ./test/e2e -run '^$$' -bench NoopApply -benchtime 20x -timeout 30m
 	$(GO) test ./test/e2e -run '^$$' -bench DriftLatency -benchtime 1x -timeout 30m
 	CUERATOR_BENCH_WEBAPPS=100,1000 $(GO) test ./test/e2e -run '^$$' -bench Convergence -benchtime 1x -timeout 60m

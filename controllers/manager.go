@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 )
 
 // ManagerOptions are the process-level settings of the operator.
@@ -39,6 +39,9 @@ type ManagerOptions struct {
 	// WatchLabelSelector, unless nil or empty, restricts the CRs this process
 	// caches and so reconciles: processes with disjoint selectors shard the CRs.
 	WatchLabelSelector labels.Selector
+	// NewClient, unless nil, builds the manager's client (controller-runtime's
+	// hook; tests wrap the client to inject API failures).
+	NewClient client.NewClientFunc
 	// SyncPeriod, unless zero, is how often the informers resend every
 	// object, which reconciles every CR again (controller-runtime's default
 	// is 10 hours).
@@ -51,7 +54,7 @@ const readyzSyncWait = time.Second
 
 // NewManager builds a manager that serves every kind of lib, with health
 // and readiness probes and Prometheus metrics.
-func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctrl.Manager, error) {
+func NewManager(cfg *rest.Config, lib *render.Library, opts ManagerOptions) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -62,6 +65,7 @@ func NewManager(cfg *rest.Config, lib *engine.Library, opts ManagerOptions) (ctr
 		// Children are unstructured; reading them from the informers is what
 		// makes an unchanged reconcile free of API requests.
 		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		NewClient:               opts.NewClient,
 		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeBindAddress,
 		LeaderElection:          opts.LeaderElection,
@@ -110,7 +114,7 @@ func metricsOptions(opts ManagerOptions) metricsserver.Options {
 // cacheOptions scopes the informers: to one namespace, and for the CRs of
 // every kind to the label selector, so that CRs of other shards are not even
 // cached. Children stay unfiltered: they do not carry their CR's labels.
-func cacheOptions(lib *engine.Library, opts ManagerOptions) cache.Options {
+func cacheOptions(lib *render.Library, opts ManagerOptions) cache.Options {
 	// managedFields are most of an object's size and the comparisons do not
 	// need them; the engine reads them from the API server when it reports.
 	co := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}

@@ -5,13 +5,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fluxcd/pkg/ssa"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/apply"
 )
 
 // Phases of a reconcile, as cuerator_reconcile_duration_seconds labels
@@ -77,13 +76,13 @@ func countRenderError(gvk schema.GroupVersionKind) {
 
 // countApply records what one apply did: drifts, prunes, refused adoptions,
 // and the CR's inventory size for cuerator_children.
-func countApply(gvk schema.GroupVersionKind, cr types.NamespacedName, res *engine.Result) {
+func countApply(gvk schema.GroupVersionKind, cr types.NamespacedName, res *apply.Result) {
 	kind := kindLabel(gvk)
 	for _, d := range res.Drifts {
 		driftTotal.WithLabelValues(kind, childKind(d.Object)).Inc()
 	}
 	for _, c := range res.Changes {
-		if c.Action == ssa.DeletedAction {
+		if c.Action == apply.ActionDelete {
 			pruneTotal.WithLabelValues(kind, childKind(c.Object)).Inc()
 		}
 	}

@@ -1,5 +1,6 @@
-// Package controllers wires the engine to controller-runtime: one generic
-// reconciler per kind of the template library.
+// Package controllers runs one generic reconciler per kind of the template
+// library: it renders each CR (package render), applies its children
+// (package apply) and writes what it saw into the CR's status.
 package controllers
 
 import (
@@ -19,8 +20,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/child"
+	"github.com/cuerator/cuerator/render"
 )
 
 // Reconciler turns the CRs of one kind into their children.
@@ -30,7 +34,7 @@ type Reconciler struct {
 	// Templates at each reconcile, so a reloaded template takes effect.
 	GVK       schema.GroupVersionKind
 	Templates *templates
-	Applier   *engine.Applier
+	Applier   *apply.Applier
 	Recorder  events.EventRecorder
 	// Timeout bounds one reconcile, API calls included.
 	Timeout time.Duration
@@ -40,9 +44,13 @@ type Reconciler struct {
 	ConflictRetry time.Duration
 }
 
-// Reconcile renders the CR, applies its children, prunes what the template
-// no longer produces and reports what it saw in the CR's status.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// statusWriteTimeout bounds the status write that ends every reconcile.
+const statusWriteTimeout = 10 * time.Second
+
+// Reconcile passes the gates (a template serves the kind, the CR exists and
+// is not being deleted), then reconciles the CR in phases. Whatever a phase
+// ends with, the status is written once, when Reconcile returns.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 
@@ -65,104 +73,152 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	log.FromContext(ctx).V(1).Info("reconciling", "generation", cr.GetGeneration())
-	st := newStatus(cr)
-	if loadErr != nil {
-		r.warn(cr, "TemplateLoadFailed", "Render", "the last good template stays in use: "+loadErr.Error())
-	}
-	st.templates(loadErr)
 
-	renderDone := observePhase(r.GVK, phaseRender)
-	rendered, err := kind.Render(cr)
-	renderDone()
+	st := newStatus(cr)
+	defer func() {
+		// The reconcile's own deadline may be what ended it: the status
+		// that says so gets a moment of its own.
+		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+		defer cancel()
+		retErr = errors.Join(retErr, r.writeStatus(writeCtx, cr, st))
+	}()
+	st.templates(loadErr)
+	if loadErr != nil {
+		r.warn(cr, ReasonTemplateLoadFailed, actionRender, templatesMessage(loadErr))
+	}
+	return r.reconcile(ctx, cr, kind, st)
+}
+
+// reconcile runs the phases: render, record new children, apply (and
+// prune), read health, project the template's status. Each phase that fails
+// leaves st saying why.
+func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status) (ctrl.Result, error) {
+	rendered, err := r.render(cr, kind)
 	if err != nil {
-		countRenderError(r.GVK)
 		// Retrying cannot fix a spec or template error; a new generation
 		// will. Nothing is applied or pruned from a failed render.
-		reason := "InvalidSpec"
-		if terr := (*engine.TemplateError)(nil); errors.As(err, &terr) {
-			reason = "TemplateError"
+		reason := ReasonInvalidSpec
+		if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
+			reason = ReasonTemplateError
 		}
 		st.stalled(reason, err.Error())
-		r.warn(cr, reason, "Render", err.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
+		r.warn(cr, reason, actionRender, err.Error())
+		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 
-	// Record children about to be created before creating them: an
-	// operator killed between the create and the status write would
-	// otherwise leave a child that no inventory names, and that no prune
-	// could ever find.
-	previous := engine.InventoryFromStatus(cr)
-	if added := engine.InventoryOf(rendered.Objects).Without(previous); len(added) > 0 {
-		st.inventory = previous.Union(added)
-		st.set(ConditionReady, metav1.ConditionFalse, "Applying", fmt.Sprintf("applying %d new children", len(added)))
-		st.set(ConditionReconciling, metav1.ConditionTrue, "Applying", fmt.Sprintf("applying %d new children", len(added)))
-		if err := r.writeStatus(ctx, cr, st); err != nil {
-			return ctrl.Result{}, err
-		}
+	if err := r.recordNewChildren(ctx, cr, rendered, st); err != nil {
+		return ctrl.Result{}, err
 	}
 
-	applyDone := observePhase(r.GVK, phaseApply)
-	res := r.Applier.Apply(ctx, engine.Request{
-		Owner:       cr,
-		Kind:        kind,
-		Objects:     rendered.Objects,
-		Previous:    st.inventory,
-		ReportDrift: cr.GetAnnotations()[engine.AnnotationDrift] == "report",
-	})
-	applyDone()
-	st.inventory = res.Inventory
-	r.record(cr, res)
-	countApply(r.GVK, req.NamespacedName, res)
-	st.drift(res.Drifts)
-
+	res := r.apply(ctx, cr, kind, rendered, st)
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
 		for i, c := range res.Conflicts {
 			msgs[i] = c.String()
 		}
-		st.stalled("AdoptionRefused", strings.Join(msgs, "; "))
-		return ctrl.Result{RequeueAfter: r.ConflictRetry}, r.writeStatus(ctx, cr, st)
+		st.stalled(ReasonAdoptionRefused, strings.Join(msgs, "; "))
+		return ctrl.Result{RequeueAfter: r.ConflictRetry}, nil
 	}
 	if err := res.Err(); err != nil {
-		st.failing("ApplyFailed", err.Error())
-		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, cr, st))
+		st.failing(ReasonApplyFailed, err.Error())
+		return ctrl.Result{}, err
 	}
 
 	healths, lives, err := r.Applier.Health(ctx, rendered.Objects)
 	if err != nil {
+		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
 	}
 	observed, err := r.observe(ctx, cr, rendered, lives)
 	if err != nil {
+		st.failing(ReasonObserveFailed, err.Error())
 		return ctrl.Result{}, err
 	}
 	projected, err := rendered.Status(observed)
 	if err != nil {
-		st.stalled("TemplateError", err.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, cr, st)
+		st.stalled(ReasonTemplateError, err.Error())
+		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	st.projected = projected
 	st.health(healths)
-	return ctrl.Result{}, r.writeStatus(ctx, cr, st)
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*render.Rendered, error) {
+	defer observePhase(r.GVK, phaseRender)()
+	rendered, err := kind.Render(cr)
+	if err != nil {
+		countRenderError(r.GVK)
+	}
+	return rendered, err
+}
+
+// recordNewChildren is the inventory checkpoint: children about to be
+// created are recorded in status before they are created. An operator
+// killed between the create and the status write would otherwise leave a
+// child that no inventory names, and that no prune could ever find.
+func (r *Reconciler) recordNewChildren(ctx context.Context, cr *unstructured.Unstructured, rendered *render.Rendered, st *status) error {
+	added := child.InventoryOf(rendered.Objects).Without(child.InventoryFromStatus(cr))
+	if len(added) == 0 {
+		return nil
+	}
+	st.inventory = st.inventory.Union(added)
+	msg := fmt.Sprintf("applying %d new children", len(added))
+	st.set(ConditionReady, metav1.ConditionFalse, ReasonApplying, msg)
+	st.set(ConditionReconciling, metav1.ConditionTrue, ReasonApplying, msg)
+	return r.writeStatus(ctx, cr, st)
+}
+
+// apply pushes the children, prunes what the template dropped, and records
+// the outcome in st, events and metrics.
+func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, st *status) *apply.Result {
+	defer observePhase(r.GVK, phaseApply)()
+	res := r.Applier.Apply(ctx, apply.Request{
+		Owner:       kind.Owner(cr),
+		Objects:     rendered.Objects,
+		Previous:    st.inventory,
+		ReportDrift: cr.GetAnnotations()[child.AnnotationDrift] == child.DriftReport,
+	})
+	st.inventory = res.Inventory
+	st.drift(res.Drifts)
+	r.record(cr, res)
+	countApply(r.GVK, client.ObjectKeyFromObject(cr), res)
+	return res
+}
+
+// changeReasons name the event of each write.
+var changeReasons = map[apply.Action]string{
+	apply.ActionCreate:    ReasonChildCreated,
+	apply.ActionConfigure: ReasonChildConfigured,
+	apply.ActionDelete:    ReasonChildDeleted,
+	apply.ActionOrphan:    ReasonChildOrphaned,
+}
+
+// pastTense of each write, for event notes.
+var pastTense = map[apply.Action]string{
+	apply.ActionCreate:    "created",
+	apply.ActionConfigure: "configured",
+	apply.ActionDelete:    "deleted",
+	apply.ActionOrphan:    "orphaned",
 }
 
 // record turns what the apply did into events.
-func (r *Reconciler) record(cr *unstructured.Unstructured, res *engine.Result) {
+func (r *Reconciler) record(cr *unstructured.Unstructured, res *apply.Result) {
 	for _, c := range res.Changes {
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Child"+strings.ToUpper(string(c.Action[:1]))+string(c.Action[1:]), "Apply", "%s %s", c.Object, c.Action)
+		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, changeReasons[c.Action], actionApply, "%s %s", c.Object, pastTense[c.Action])
 	}
 	for _, d := range res.Drifts {
 		action := "corrected"
 		if !d.Corrected {
 			action = "left in place (drift policy report)"
 		}
-		r.warn(cr, "Drifted", "Apply", d.String()+"; "+action)
+		r.warn(cr, ReasonDrifted, actionApply, d.String()+"; "+action)
 	}
 	for _, c := range res.Conflicts {
-		r.warn(cr, "AdoptionRefused", "Apply", c.String())
+		r.warn(cr, ReasonAdoptionRefused, actionApply, c.String())
 	}
 	for _, f := range res.Failed {
-		r.warn(cr, "ApplyFailed", "Apply", f.Error())
+		r.warn(cr, ReasonApplyFailed, actionApply, f.Error())
 	}
 }
 
@@ -172,8 +228,8 @@ func (r *Reconciler) warn(cr *unstructured.Unstructured, reason, action, note st
 
 // observe gathers what the template's status projection may use: the live
 // children's status and the names of the pods it selects.
-func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured, rendered *engine.Rendered, lives []*unstructured.Unstructured) (engine.Observed, error) {
-	obs := engine.Observed{Children: map[string]any{}}
+func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured, rendered *render.Rendered, lives []*unstructured.Unstructured) (render.Observed, error) {
+	obs := render.Observed{Children: map[string]any{}}
 	for i, live := range lives {
 		obs.Children[rendered.Keys[i]] = map[string]any{"status": live.Object["status"]}
 	}
@@ -187,7 +243,7 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 	}
 	for _, p := range pods.Items {
 		if p.DeletionTimestamp.IsZero() {
-			obs.Pods = append(obs.Pods, engine.ObservedPod{Name: p.Name})
+			obs.Pods = append(obs.Pods, render.ObservedPod{Name: p.Name})
 		}
 	}
 	return obs, nil
@@ -209,7 +265,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 	patch.SetName(cr.GetName())
 	patch.SetNamespace(cr.GetNamespace())
 	patch.Object["status"] = desired
-	err = r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(engine.FieldManager), client.ForceOwnership)
+	err = r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(child.FieldManager), client.ForceOwnership)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

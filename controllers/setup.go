@@ -20,7 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/render"
 )
 
 // Options tune every kind's controller.
@@ -41,11 +42,11 @@ type Options struct {
 
 // Setup registers one controller per kind of lib with mgr. Kinds come from
 // the template library; none is coded here.
-func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
+func Setup(mgr ctrl.Manager, lib *render.Library, opts Options) error {
 	s := &setup{
 		mgr:       mgr,
 		opts:      opts,
-		applier:   engine.NewApplier(mgr.GetClient(), mgr.GetAPIReader()),
+		applier:   apply.NewApplier(mgr.GetClient(), mgr.GetAPIReader()),
 		templates: &templates{lib: lib},
 		resyncs:   map[schema.GroupVersionKind]chan event.GenericEvent{},
 	}
@@ -73,7 +74,7 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 	if opts.TemplatesDir == "" {
 		return nil
 	}
-	digest, err := engine.DigestFS(os.DirFS(opts.TemplatesDir))
+	digest, err := render.DigestFS(os.DirFS(opts.TemplatesDir))
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 		interval:  opts.TemplatesPoll,
 		templates: s.templates,
 		digest:    digest,
-		addKind: func(ctx context.Context, kind *engine.Kind) error {
+		addKind: func(ctx context.Context, kind *render.Kind) error {
 			if err := installCRD(ctx, mgr.GetClient(), kind); err != nil {
 				return err
 			}
@@ -98,7 +99,7 @@ func Setup(mgr ctrl.Manager, lib *engine.Library, opts Options) error {
 type setup struct {
 	mgr       ctrl.Manager
 	opts      Options
-	applier   *engine.Applier
+	applier   *apply.Applier
 	templates *templates
 	// resyncs feed each kind's controller every CR again after a template
 	// change.
@@ -107,7 +108,7 @@ type setup struct {
 
 // addController starts reconciling one kind: its CRs, and every child kind
 // its template lists.
-func (s *setup) addController(kind *engine.Kind) error {
+func (s *setup) addController(kind *render.Kind) error {
 	r := &Reconciler{
 		Client:        s.mgr.GetClient(),
 		GVK:           kind.GVK,
@@ -149,7 +150,7 @@ func (s *setup) addController(kind *engine.Kind) error {
 
 // ownerOf maps a child to its CR by owner labels rather than ownerReference,
 // so that children kept without one (Orphan, Retain) are watched too.
-func ownerOf(kind *engine.Kind) handler.MapFunc {
+func ownerOf(kind *render.Kind) handler.MapFunc {
 	return func(_ context.Context, obj client.Object) []reconcile.Request {
 		if owner, ok := kind.OwnerOf(obj); ok {
 			return []reconcile.Request{{NamespacedName: owner}}

@@ -11,20 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
-	"github.com/cuerator/cuerator/engine"
-)
-
-// Condition types, with the meaning kstatus, Flux and `kubectl wait` give them.
-const (
-	ConditionReady       = "Ready"
-	ConditionReconciling = "Reconciling"
-	ConditionStalled     = "Stalled"
-	// ConditionDrifted is True while children differ from the template and
-	// the drift policy is report.
-	ConditionDrifted = "Drifted"
-	// ConditionTemplatesLoaded is False while the newest template change
-	// failed to load and the last good one is in use.
-	ConditionTemplatesLoaded = "TemplatesLoaded"
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/child"
 )
 
 // status is the status a reconcile is about to write. Everything it does not
@@ -33,7 +21,7 @@ const (
 type status struct {
 	generation int64
 	conditions []metav1.Condition
-	inventory  engine.Inventory
+	inventory  child.Inventory
 	children   []childState
 	projected  map[string]any
 }
@@ -55,7 +43,7 @@ func newStatus(cr *unstructured.Unstructured) *status {
 	for k, v := range old {
 		switch {
 		case k == "inventory":
-			st.inventory = engine.InventoryFromStatus(cr)
+			st.inventory = child.InventoryFromStatus(cr)
 		case k == "children":
 			st.children = childStatesFrom(v)
 		case !reservedStatusFields[k]:
@@ -84,7 +72,7 @@ func (s *status) set(typ string, value metav1.ConditionStatus, reason, message s
 }
 
 // drift sets Drifted from the drifts left in place.
-func (s *status) drift(drifts []engine.Drift) {
+func (s *status) drift(drifts []apply.Drift) {
 	var left []string
 	for _, d := range drifts {
 		if !d.Corrected {
@@ -95,7 +83,7 @@ func (s *status) drift(drifts []engine.Drift) {
 		meta.RemoveStatusCondition(&s.conditions, ConditionDrifted)
 		return
 	}
-	s.set(ConditionDrifted, metav1.ConditionTrue, "DriftReported", strings.Join(left, "; "))
+	s.set(ConditionDrifted, metav1.ConditionTrue, ReasonDriftReported, strings.Join(left, "; "))
 }
 
 // templates records whether the newest templates loaded.
@@ -104,7 +92,11 @@ func (s *status) templates(loadErr error) {
 		meta.RemoveStatusCondition(&s.conditions, ConditionTemplatesLoaded)
 		return
 	}
-	s.set(ConditionTemplatesLoaded, metav1.ConditionFalse, "LoadFailed", "the last good template stays in use: "+loadErr.Error())
+	s.set(ConditionTemplatesLoaded, metav1.ConditionFalse, ReasonTemplateLoadFailed, templatesMessage(loadErr))
+}
+
+func templatesMessage(loadErr error) string {
+	return "the last good template stays in use: " + loadErr.Error()
 }
 
 // stalled records an error that retrying cannot fix.
@@ -123,7 +115,7 @@ func (s *status) failing(reason, message string) {
 
 // health sets Ready from the children: True only when every child is
 // Current, otherwise False naming the first child that is not.
-func (s *status) health(children []engine.Health) {
+func (s *status) health(children []apply.Health) {
 	s.children = make([]childState, len(children))
 	for i, h := range children {
 		s.children[i] = childState{Object: h.Object, Status: string(h.Status)}
@@ -138,12 +130,12 @@ func (s *status) health(children []engine.Health) {
 			if h.Message != "" {
 				msg += ": " + h.Message
 			}
-			s.set(ConditionReady, metav1.ConditionFalse, "Progressing", msg)
-			s.set(ConditionReconciling, metav1.ConditionTrue, "Progressing", msg)
+			s.set(ConditionReady, metav1.ConditionFalse, ReasonProgressing, msg)
+			s.set(ConditionReconciling, metav1.ConditionTrue, ReasonProgressing, msg)
 			return
 		}
 	}
-	s.set(ConditionReady, metav1.ConditionTrue, "Succeeded", fmt.Sprintf("%d children applied and healthy", len(children)))
+	s.set(ConditionReady, metav1.ConditionTrue, ReasonSucceeded, fmt.Sprintf("%d children applied and healthy", len(children)))
 	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)
 }
 

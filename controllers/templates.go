@@ -16,7 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/child"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 )
 
 // templates holds the template library in use. With a directory it reloads
@@ -24,11 +26,11 @@ import (
 // fails, so nothing is rendered (or pruned) from a broken template.
 type templates struct {
 	mu      sync.RWMutex
-	lib     *engine.Library
+	lib     *render.Library
 	loadErr error // the newest load's failure; nil when lib is current
 }
 
-func (t *templates) kind(gvk schema.GroupVersionKind) (*engine.Kind, error) {
+func (t *templates) kind(gvk schema.GroupVersionKind) (*render.Kind, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.lib.Kind(gvk), t.loadErr
@@ -42,7 +44,7 @@ type templateWatcher struct {
 	interval  time.Duration
 	templates *templates
 	// addKind installs a new kind's CRD and starts its controller.
-	addKind func(ctx context.Context, kind *engine.Kind) error
+	addKind func(ctx context.Context, kind *render.Kind) error
 	// resync makes every CR of every kind reconcile again.
 	resync func(ctx context.Context)
 	digest string
@@ -69,12 +71,12 @@ func (w *templateWatcher) NeedLeaderElection() bool { return true }
 
 func (w *templateWatcher) reload(ctx context.Context) {
 	fsys := os.DirFS(w.dir)
-	digest, err := engine.DigestFS(fsys)
+	digest, err := render.DigestFS(fsys)
 	if err != nil || digest == w.digest {
 		return
 	}
 	w.digest = digest
-	lib, err := engine.Load(fsys)
+	lib, err := render.Load(fsys)
 	if err != nil {
 		w.logErr(err, "template reload failed; the last good templates stay in use", "dir", w.dir)
 		w.templates.mu.Lock()
@@ -101,8 +103,8 @@ func (w *templateWatcher) reload(ctx context.Context) {
 }
 
 // installCRD server-side applies a kind's CRD and waits until it is served.
-func installCRD(ctx context.Context, c client.Client, kind *engine.Kind) error {
-	crd, err := kind.CRD()
+func installCRD(ctx context.Context, c client.Client, kind *render.Kind) error {
+	crd, err := crdgen.Generate(kind)
 	if err != nil {
 		return err
 	}
@@ -114,7 +116,7 @@ func installCRD(ctx context.Context, c client.Client, kind *engine.Kind) error {
 	obj := &unstructured.Unstructured{Object: content}
 	unstructured.RemoveNestedField(obj.Object, "status")
 	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
-	if err := c.Patch(ctx, obj, client.Apply, client.FieldOwner(engine.FieldManager), client.ForceOwnership); err != nil {
+	if err := c.Patch(ctx, obj, client.Apply, client.FieldOwner(child.FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply CRD %s: %w", crd.Name, err)
 	}
 	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

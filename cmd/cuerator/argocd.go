@@ -4,6 +4,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cuerator/cuerator/generate/argocd"
 )
 
 func argoCDHealthCmd(templates *string) *cobra.Command {
@@ -25,7 +27,7 @@ and its children are healthy, Degraded when it is Stalled, Healthy when Ready.`,
 			if err != nil {
 				return err
 			}
-			patch, err := lib.ArgoCDHealthPatch()
+			patch, err := argocd.HealthPatch(lib)
 			if err != nil {
 				return err
 			}

@@ -9,12 +9,13 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/generate/olm"
+	"github.com/cuerator/cuerator/render"
 )
 
 type bundleOptions struct {
 	deployDir, examplesDir, outputDir string
-	source                            engine.BundleSource
+	source                            olm.BundleSource
 }
 
 func bundleCmd(templates *string) *cobra.Command {
@@ -52,7 +53,7 @@ is written.`,
 	return cmd
 }
 
-func writeBundle(lib *engine.Library, opts bundleOptions) error {
+func writeBundle(lib *render.Library, opts bundleOptions) error {
 	// The ClusterRole comes from `make generate`, the Deployment from
 	// deploy/manager: without them there is nothing to install.
 	for _, required := range []string{filepath.Join(opts.deployDir, "rbac", "role.yaml"), filepath.Join(opts.deployDir, "manager")} {
@@ -69,14 +70,14 @@ func writeBundle(lib *engine.Library, opts bundleOptions) error {
 	if err != nil {
 		return err
 	}
-	bundle, err := lib.Bundle(opts.source)
+	bundle, err := olm.NewBundle(lib, opts.source)
 	if err != nil {
 		return err
 	}
 	if err := bundle.Write(opts.outputDir); err != nil {
 		return err
 	}
-	if err := engine.ValidateBundle(opts.outputDir); err != nil {
+	if err := olm.ValidateBundle(opts.outputDir); err != nil {
 		return fmt.Errorf("the bundle written to %s is invalid:\n%w", opts.outputDir, err)
 	}
 	return nil
@@ -103,7 +104,7 @@ func readManifestFiles(dirs ...string) ([]*unstructured.Unstructured, error) {
 			if err != nil {
 				return nil, err
 			}
-			read, err := engine.ReadManifests(f)
+			read, err := render.ReadManifests(f)
 			f.Close()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", file, err)

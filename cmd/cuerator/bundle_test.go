@@ -11,7 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/generate/olm"
+	"github.com/cuerator/cuerator/generate/rbac"
 )
 
 // `make bundle` from the committed deploy/ and examples/: the bundle
@@ -24,17 +25,17 @@ func TestBundleFromDeploy(t *testing.T) {
 	out := t.TempDir()
 	err = writeBundle(lib, bundleOptions{
 		deployDir: "../../deploy", examplesDir: "../../examples", outputDir: out,
-		source: engine.BundleSource{Package: "cuerator", Version: "0.1.0", Channel: "alpha", Image: "registry.example/cuerator:0.1.0"},
+		source: olm.BundleSource{Package: "cuerator", Version: "0.1.0", Channel: "alpha", Image: "registry.example/cuerator:0.1.0"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	b, err := os.ReadFile(filepath.Join(out, "manifests", engine.CSVFileName("cuerator")))
+	b, err := os.ReadFile(filepath.Join(out, "manifests", olm.CSVFileName("cuerator")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var csv engine.ClusterServiceVersion
+	var csv olm.ClusterServiceVersion
 	if err := yaml.UnmarshalStrict(b, &csv); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestBundleNeedsDeployManifests(t *testing.T) {
 	}
 	err = writeBundle(lib, bundleOptions{
 		deployDir: t.TempDir(), examplesDir: "../../examples", outputDir: t.TempDir(),
-		source: engine.BundleSource{Package: "cuerator", Version: "0.1.0", Channel: "alpha", Image: "cuerator:dev"},
+		source: olm.BundleSource{Package: "cuerator", Version: "0.1.0", Channel: "alpha", Image: "cuerator:dev"},
 	})
 	if err == nil || !strings.Contains(err.Error(), "rbac/role.yaml") {
 		t.Errorf("error %v, want one naming rbac/role.yaml", err)
@@ -82,7 +83,7 @@ func managerClusterRole(t *testing.T) *rbacv1.ClusterRole {
 		t.Fatal(err)
 	}
 	for _, o := range objs {
-		if o.GetKind() == "ClusterRole" && o.GetName() == engine.ManagerRoleName {
+		if o.GetKind() == "ClusterRole" && o.GetName() == rbac.ManagerRoleName {
 			var r rbacv1.ClusterRole
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
 				t.Fatal(err)
@@ -90,6 +91,6 @@ func managerClusterRole(t *testing.T) *rbacv1.ClusterRole {
 			return &r
 		}
 	}
-	t.Fatalf("deploy/rbac has no ClusterRole %s", engine.ManagerRoleName)
+	t.Fatalf("deploy/rbac has no ClusterRole %s", rbac.ManagerRoleName)
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/preview"
 )
 
 func diffCmd(templates *string) *cobra.Command {
@@ -59,7 +59,7 @@ would, 2 on an error.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 
-			differ := engine.NewDiffer(lib, c)
+			differ := preview.NewDiffer(lib, c)
 			changed := false
 			var errs []error
 			for i, cr := range crs {
@@ -71,7 +71,7 @@ would, 2 on an error.`,
 					errs = append(errs, fmt.Errorf("%s: document %d (%s %s): %w", file, i, cr.GetKind(), cr.GetName(), err))
 					continue
 				}
-				if err := d.Write(out, colored); err != nil {
+				if err := writeDiff(out, d, colored); err != nil {
 					return err
 				}
 				changed = changed || d.Changed()

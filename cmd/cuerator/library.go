@@ -3,14 +3,14 @@ package main
 import (
 	"os"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 )
 
 // loadLibrary loads the template module in dir, or the built-in one.
-func loadLibrary(dir string) (*engine.Library, error) {
+func loadLibrary(dir string) (*render.Library, error) {
 	if dir == "" {
-		return engine.Load(schemas.FS)
+		return render.Load(schemas.FS)
 	}
-	return engine.Load(os.DirFS(dir))
+	return render.Load(os.DirFS(dir))
 }

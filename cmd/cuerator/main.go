@@ -1,4 +1,4 @@
-// Command cuerator is the operator and the CLI that shares its engine.
+// Command cuerator is the operator and the CLI that shares its packages.
 package main
 
 import (

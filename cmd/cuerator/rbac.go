@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/cuerator/cuerator/generate/rbac"
 )
 
 func rbacCmd(templates *string) *cobra.Command {
@@ -35,7 +37,7 @@ its own.`,
 			if err != nil {
 				return err
 			}
-			b, err := lib.RBACManifests(namespace)
+			b, err := rbac.Manifests(lib, namespace)
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 )
 
 // The README's "Writing a kind" example must work as written: its two CUE
@@ -36,11 +37,11 @@ func TestReadmeWorkedExampleAddsAKind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lib, err := engine.Load(os.DirFS(dir))
+	lib, err := render.Load(os.DirFS(dir))
 	if err != nil {
 		t.Fatalf("the README's kind does not load: %v", err)
 	}
-	var redis *engine.Kind
+	var redis *render.Kind
 	for _, k := range lib.Kinds() {
 		if k.GVK.Kind == "Redis" {
 			redis = k
@@ -49,10 +50,10 @@ func TestReadmeWorkedExampleAddsAKind(t *testing.T) {
 	if redis == nil {
 		t.Fatal("the README's Redis kind is not in the library")
 	}
-	if _, err := redis.CRD(); err != nil {
+	if _, err := crdgen.Generate(redis); err != nil {
 		t.Fatalf("CRD: %v", err)
 	}
-	crs, err := engine.ReadManifests(bytes.NewReader([]byte("apiVersion: cache.example.com/v1alpha1\nkind: Redis\nmetadata: {name: r1, namespace: default}\nspec: {replicas: 2}\n")))
+	crs, err := render.ReadManifests(bytes.NewReader([]byte("apiVersion: cache.example.com/v1alpha1\nkind: Redis\nmetadata: {name: r1, namespace: default}\nspec: {replicas: 2}\n")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 )
 
 func renderCmd(templates *string) *cobra.Command {
@@ -64,7 +64,7 @@ func readFile(name string) ([]*unstructured.Unstructured, error) {
 		defer f.Close()
 		r = f
 	}
-	objs, err := engine.ReadManifests(r)
+	objs, err := render.ReadManifests(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 )
 
 func vetCmd(templates *string) *cobra.Command {
@@ -41,7 +41,7 @@ func vetCmd(templates *string) *cobra.Command {
 						continue
 					}
 					invalid++
-					var verr *engine.ValidationError
+					var verr *render.ValidationError
 					if !errors.As(err, &verr) {
 						fmt.Fprintf(out, "%s: document %d (%s %s): %v\n", file, i, cr.GetKind(), cr.GetName(), err)
 						continue

@@ -16,7 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 )
 
 // files are the corpus's CRs, so that callers need not know where the
@@ -64,7 +65,7 @@ func (c Case) Name() string {
 
 // Invalid returns every invalid CR: the files of invalid/ and the cases
 // Generate derives from the kinds' CRDs.
-func Invalid(lib *engine.Library) ([]Case, error) {
+func Invalid(lib *render.Library) ([]Case, error) {
 	names, err := fs.Glob(files, "invalid/*.yaml")
 	if err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func Base(kind string) (*unstructured.Unstructured, error) {
 }
 
 func decodeCR(data []byte, name string) (*unstructured.Unstructured, error) {
-	objs, err := engine.ReadManifests(bytes.NewReader(data))
+	objs, err := render.ReadManifests(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -121,10 +122,10 @@ func decodeCR(data []byte, name string) (*unstructured.Unstructured, error) {
 // times, starting from the kind's Base and changing nothing else. Names
 // that Kubernetes or the kind's CUE #Name refuse are added: the CRD cannot
 // check metadata.name.
-func Generate(lib *engine.Library) ([]Case, error) {
+func Generate(lib *render.Library) ([]Case, error) {
 	var out []Case
 	for _, kind := range lib.Kinds() {
-		crd, err := kind.CRD()
+		crd, err := crdgen.Generate(kind)
 		if err != nil {
 			return nil, err
 		}

@@ -10,7 +10,8 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 )
 
@@ -18,7 +19,7 @@ import (
 const minInvalidCases = 200
 
 func TestInvalidCasesBreakOneRealField(t *testing.T) {
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestInvalidCasesBreakOneRealField(t *testing.T) {
 	}
 	specs := map[string]apiextensionsv1.JSONSchemaProps{}
 	for _, kind := range lib.Kinds() {
-		crd, err := kind.CRD()
+		crd, err := crdgen.Generate(kind)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crcluster "sigs.k8s.io/controller-runtime/pkg/cluster"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/child"
 )
 
 // BenchmarkNoopApply compares, on the same cluster in one run, what it costs
@@ -49,7 +50,7 @@ func BenchmarkNoopApply(b *testing.B) {
 	cl.GetCache().WaitForCacheSync(ctx)
 
 	// Real CRs, so the children's ownerReferences point at live owners.
-	var reqs []engine.Request
+	var reqs []apply.Request
 	for i := range crs {
 		cr := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "test.cuerator.dev/v1", "kind": "Widget",
@@ -63,14 +64,14 @@ func BenchmarkNoopApply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reqs = append(reqs, engine.Request{Owner: cr, Kind: kind, Objects: rendered.Objects})
+		reqs = append(reqs, apply.Request{Owner: kind.Owner(cr), Objects: rendered.Objects})
 	}
 	children := 0
 	for _, r := range reqs {
 		children += len(r.Objects)
 	}
 
-	applier := engine.NewApplier(cl.GetClient(), cl.GetAPIReader())
+	applier := apply.NewApplier(cl.GetClient(), cl.GetAPIReader())
 	for _, r := range reqs { // first apply: creates, and warms the engine
 		if err := applier.Apply(ctx, r).Err(); err != nil {
 			b.Fatal(err)
@@ -80,7 +81,7 @@ func BenchmarkNoopApply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	manager := ssa.NewResourceManager(direct, nil, ssa.Owner{Field: engine.FieldManager, Group: "cuerator.dev"})
+	manager := ssa.NewResourceManager(direct, nil, ssa.Owner{Field: child.FieldManager, Group: "cuerator.dev"})
 	// Wait until the cache holds every child, as it does in a running operator.
 	time.Sleep(2 * time.Second)
 

@@ -26,7 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/e2e/typedwebapp"
 )
@@ -69,7 +70,7 @@ func BenchmarkConvergence(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,14 +151,14 @@ func convergenceCounts(env string) ([]int, error) {
 // installTypedWebAppCRD installs the WebApp CRD that cuerator generates,
 // with its group changed to the typed operator's. Renaming the CRD object is
 // enough: the typed operator uses no template.
-func installTypedWebAppCRD(kind *engine.Kind) error {
-	crd, err := kind.CRD()
+func installTypedWebAppCRD(kind *render.Kind) error {
+	crd, err := crdgen.Generate(kind)
 	if err != nil {
 		return fmt.Errorf("WebApp CRD: %w", err)
 	}
 	crd.Spec.Group = typedwebapp.GroupVersion.Group
 	crd.Name = crd.Spec.Names.Plural + "." + crd.Spec.Group
-	manifest, err := engine.MarshalCRDYAML([]*apiextensionsv1.CustomResourceDefinition{crd})
+	manifest, err := crdgen.MarshalYAML([]*apiextensionsv1.CustomResourceDefinition{crd})
 	if err != nil {
 		return err
 	}
@@ -403,7 +404,7 @@ func convergenceChildrenExist(ctx context.Context, api client.Client, ns string,
 // 4 workers, and until every Deployment is available. There is no CR, so
 // the children carry no ownerReference: the garbage collector would delete
 // children of a missing owner.
-func convergeCeiling(b *testing.B, api client.Client, kind *engine.Kind, ns string, n int) convergenceResult {
+func convergeCeiling(b *testing.B, api client.Client, kind *render.Kind, ns string, n int) convergenceResult {
 	ctx := context.Background()
 	children := make([][]*unstructured.Unstructured, n)
 	for i := range n {

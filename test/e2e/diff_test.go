@@ -8,9 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cuerator/cuerator/child"
+	"github.com/cuerator/cuerator/render"
 )
 
 // cueratorRun is one run of the cuerator binary.
@@ -186,4 +192,93 @@ func TestDiffCreateAndPrune(t *testing.T) {
 			t.Errorf("diff does not say w-kept belongs to someone else:\n%s", r.stdout)
 		}
 	})
+}
+
+// cuerator diff and the operator take the same prune decisions, read from
+// the child contract: for each child the template drops, the test derives
+// what should happen from child.PolicyOf and child.NeverDeleted (so a change
+// of a default, such as the claims' Retain, moves both), then checks that
+// diff predicts it and the operator does it.
+func TestDiffPredictsWhatTheOperatorPrunes(t *testing.T) {
+	startWidgets(t)
+	bin := buildCuerator(t)
+	templates, err := filepath.Abs(widgetTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, "diff-predicts")
+	applyWidget(t, ns, "w", "  withConfig: true\n  retained: true\n  volume: true\n")
+	waitReconciled(t, ns, "widget/w")
+
+	dropped := []struct{ resource, name string }{{"configmap", "w-config"}, {"configmap", "w-kept"}, {"persistentvolumeclaim", "w-data"}}
+	type outcome struct {
+		line   string // the diff's line, "" when it lists nothing
+		policy child.PrunePolicy
+		kept   bool
+	}
+	want := map[string]outcome{}
+	uids := map[string]string{}
+	for _, d := range dropped {
+		live := liveObject(t, ns, d.resource, d.name)
+		uids[d.name] = string(live.GetUID())
+		gk := live.GroupVersionKind().GroupKind()
+		o := outcome{policy: child.PolicyOf(live, gk), kept: true}
+		prefix := "Widget/" + ns + "/w: " + child.Describe(live)
+		switch {
+		case child.NeverDeleted(gk), o.policy == child.PruneRetain:
+		case o.policy == child.PruneOrphan:
+			o.line = prefix + " would be orphaned (kept, without cuerator's labels)"
+		default:
+			o.line, o.kept = prefix+" would be pruned", false
+		}
+		want[d.name] = o
+	}
+
+	spec := "apiVersion: test.cuerator.dev/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  withConfig: false\n  retained: false\n  volume: false\n"
+	r := runCuerator(t, bin, nil, "diff", "--templates", templates, "-f", tempFile(t, "w.yaml", spec), "-n", ns)
+	var wantLines []string
+	for _, d := range dropped {
+		if l := want[d.name].line; l != "" {
+			wantLines = append(wantLines, l)
+		}
+	}
+	gotLines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	slices.Sort(gotLines)
+	slices.Sort(wantLines)
+	if !slices.Equal(gotLines, wantLines) {
+		t.Errorf("diff predicts\n%s\nwant (from the child contract)\n%s", strings.Join(gotLines, "\n"), strings.Join(wantLines, "\n"))
+	}
+
+	kubectlIn(t, strings.Replace(spec, "  name: w\n", "  name: w\n  namespace: "+ns+"\n", 1), "apply", "-f", "-")
+	waitReconciled(t, ns, "widget/w")
+	for _, d := range dropped {
+		o := want[d.name]
+		eventually(t, 30*time.Second, d.name+" pruned as the contract says", func() error {
+			present := exists(t, ns, d.resource, d.name)
+			if present != o.kept {
+				return fmt.Errorf("%s present=%v, want %v (policy %s)", d.name, present, o.kept, o.policy)
+			}
+			if !present {
+				return nil
+			}
+			live := liveObject(t, ns, d.resource, d.name)
+			if string(live.GetUID()) != uids[d.name] {
+				return fmt.Errorf("%s was re-created", d.name)
+			}
+			if _, labelled := live.GetLabels()[child.LabelOwnerName]; labelled == (o.policy == child.PruneOrphan) {
+				return fmt.Errorf("%s labels %v after a prune with policy %s", d.name, live.GetLabels(), o.policy)
+			}
+			return nil
+		})
+	}
+}
+
+// liveObject reads one object with kubectl.
+func liveObject(t *testing.T, ns, resource, name string) *unstructured.Unstructured {
+	t.Helper()
+	objs, err := render.ReadManifests(strings.NewReader(kubectl(t, "get", resource, name, "-n", ns, "-o", "json")))
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("%s/%s: %v", resource, name, err)
+	}
+	return objs[0]
 }

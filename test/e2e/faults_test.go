@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/generate/rbac"
+	"github.com/cuerator/cuerator/render"
 )
 
 // The Gear kind runs a Deployment and a ConfigMap, and on request also
@@ -94,15 +93,7 @@ objects: {
 // template that fails on the new spec. Each must show as a condition that
 // names the cause, and must leave the running children exactly as they are.
 func TestFaultsKeepWhatRuns(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), gearModule)
-	writeFile(t, filepath.Join(dir, "gear", "api", "api.cue"), gearAPI)
-	writeFile(t, filepath.Join(dir, "gear", "gear.cue"), gearTemplate)
-	lib, err := engine.Load(os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	installCRDs(t, lib)
+	lib := installKind(t, gearModule, "gear", gearAPI, gearTemplate)
 	ns := namespace(t, "faults")
 	startManager(t, gearOperatorConfig(t, lib, ns), lib, "")
 
@@ -193,9 +184,9 @@ func TestFaultsKeepWhatRuns(t *testing.T) {
 // gearOperatorConfig returns the admin config impersonating a service
 // account that holds the ClusterRole `cuerator rbac` generates for lib, with
 // Secrets made read-only, as a cluster admin narrowing it would.
-func gearOperatorConfig(t *testing.T, lib *engine.Library, ns string) *rest.Config {
+func gearOperatorConfig(t *testing.T, lib *render.Library, ns string) *rest.Config {
 	t.Helper()
-	role := lib.ManagerClusterRole()
+	role := rbac.ManagerClusterRole(lib)
 	role.Name = "test-" + gearOperator
 	var rules []rbacv1.PolicyRule
 	for _, r := range role.Rules {

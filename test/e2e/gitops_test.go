@@ -10,7 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/generate/argocd"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/test/gitops"
 )
 
@@ -100,7 +101,7 @@ func TestGitOpsHealthOfLiveCRs(t *testing.T) {
 	applyWidget(t, ns, "w", "  mode: broken\n")
 	live := waitCondition(t, ns, "widget/w", "Stalled")
 	// Widget is a test kind, not in deploy/argocd: it gets the same script.
-	h, err := gitops.RunArgoCDHealth(engine.ArgoCDHealthLua, live.Object)
+	h, err := gitops.RunArgoCDHealth(argocd.HealthLua, live.Object)
 	if err != nil || h.Status != "Degraded" || !strings.Contains(h.Message, "spec.replicas") {
 		t.Errorf("Stalled widget: Argo CD health %+v (%v), want Degraded naming spec.replicas", h, err)
 	}
@@ -114,7 +115,7 @@ func waitCondition(t *testing.T, ns, cr, typ string) *unstructured.Unstructured 
 	t.Helper()
 	var live *unstructured.Unstructured
 	eventually(t, 120*time.Second, cr+" "+typ, func() error {
-		objs, err := engine.ReadManifests(strings.NewReader(kubectl(t, "get", cr, "-n", ns, "-o", "json")))
+		objs, err := render.ReadManifests(strings.NewReader(kubectl(t, "get", cr, "-n", ns, "-o", "json")))
 		if err != nil || len(objs) != 1 {
 			return fmt.Errorf("read %s: %v", cr, err)
 		}
@@ -132,7 +133,7 @@ func waitCondition(t *testing.T, ns, cr, typ string) *unstructured.Unstructured 
 
 func argoCDHealth(t *testing.T, scripts map[string]string, live *unstructured.Unstructured) gitops.ArgoCDHealth {
 	t.Helper()
-	script, ok := scripts[engine.ArgoCDHealthKey(live.GroupVersionKind())]
+	script, ok := scripts[argocd.HealthKey(live.GroupVersionKind())]
 	if !ok {
 		t.Fatalf("%s has no health check for %s", argoCDPatch, live.GroupVersionKind())
 	}

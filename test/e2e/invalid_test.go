@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/corpus"
 )
@@ -42,7 +42,7 @@ type invalidCR struct {
 // child may be created for any, and no reconcile may panic.
 func TestInvalidCRsRejectedOrStalled(t *testing.T) {
 	start := time.Now()
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func createInvalidCRs(t *testing.T, c client.Client, ns string, cases []corpus.C
 // wantStalledNaming waits until the operator has written a status for each
 // admitted CR's generation, listing each kind at a time, and wants it
 // Stalled=True with reason InvalidSpec and Ready=False, naming the field.
-func wantStalledNaming(t *testing.T, c client.Client, ns string, lib *engine.Library, admitted []*invalidCR) {
+func wantStalledNaming(t *testing.T, c client.Client, ns string, lib *render.Library, admitted []*invalidCR) {
 	t.Helper()
 	live := map[string]*unstructured.Unstructured{}
 	eventually(t, time.Minute, "every admitted invalid CR reconciled", func() error {
@@ -181,7 +181,7 @@ func invalidCRCondition(obj *unstructured.Unstructured, typ string) map[string]a
 
 // wantNoChildren wants no object of any kind a template may produce in ns:
 // every CR there is invalid.
-func wantNoChildren(t *testing.T, c client.Client, ns string, lib *engine.Library) {
+func wantNoChildren(t *testing.T, c client.Client, ns string, lib *render.Library) {
 	t.Helper()
 	seen := map[schema.GroupVersionKind]bool{}
 	for _, kind := range lib.Kinds() {

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/cuerator/cuerator/controllers"
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/cluster"
 )
@@ -52,7 +52,7 @@ func setup(c *cluster.Cluster) (stop func(), err error) {
 	fmt.Fprintln(os.Stderr, "operator log:", logFile.Name())
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
 
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ type inProcessOperator struct {
 
 // startInProcess starts an operator for lib with cfg's identity, without
 // metrics or probes unless opts asks for them.
-func startInProcess(cfg *rest.Config, lib *engine.Library, opts controllers.ManagerOptions) (*inProcessOperator, error) {
+func startInProcess(cfg *rest.Config, lib *render.Library, opts controllers.ManagerOptions) (*inProcessOperator, error) {
 	if opts.MetricsBindAddress == "" {
 		opts.MetricsBindAddress = "0"
 	}

@@ -35,7 +35,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cuerator/cuerator/controllers"
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/generate/rbac"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 )
 
@@ -75,7 +77,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 	if warnings != "" {
 		t.Errorf("kubectl kustomize deploy/default warned:\n%s", warnings)
 	}
-	objs, err := engine.ReadManifests(strings.NewReader(manifests))
+	objs, err := render.ReadManifests(strings.NewReader(manifests))
 	if err != nil {
 		t.Fatalf("deploy/default: %v", err)
 	}
@@ -130,7 +132,7 @@ func testPrometheusMonitor(t *testing.T, shipped []*unstructured.Unstructured) {
 	if warnings != "" {
 		t.Errorf("kubectl kustomize deploy/prometheus warned:\n%s", warnings)
 	}
-	objs, err := engine.ReadManifests(strings.NewReader(out))
+	objs, err := render.ReadManifests(strings.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +258,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 
 // renamedLibrary copies the built-in template module with every kind's group
 // renamed, and loads it.
-func renamedLibrary(t *testing.T) *engine.Library {
+func renamedLibrary(t *testing.T) *render.Library {
 	t.Helper()
 	dir := t.TempDir()
 	groupLine := regexp.MustCompile(`(\bgroup:\s*")([a-z0-9.-]+)\.example\.com"`)
@@ -282,7 +284,7 @@ func renamedLibrary(t *testing.T) *engine.Library {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib, err := engine.Load(os.DirFS(dir))
+	lib, err := render.Load(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,14 +298,30 @@ func renamedGroup(group string) string {
 	return strings.TrimSuffix(group, "example.com") + renamedGroupSuffix
 }
 
-// installCRDs installs lib's CRDs and removes them, and every CR, at the end.
-func installCRDs(t *testing.T, lib *engine.Library) {
+// installKind writes a template module of one kind (its cue.mod/module.cue,
+// api package and template), loads it and installs its CRD until the test ends.
+func installKind(t *testing.T, module, kind, api, template string) *render.Library {
 	t.Helper()
-	crds, err := lib.CRDs()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), module)
+	writeFile(t, filepath.Join(dir, kind, "api", "api.cue"), api)
+	writeFile(t, filepath.Join(dir, kind, kind+".cue"), template)
+	lib, err := render.Load(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, err := engine.MarshalCRDYAML(crds)
+	installCRDs(t, lib)
+	return lib
+}
+
+// installCRDs installs lib's CRDs and removes them, and every CR, at the end.
+func installCRDs(t *testing.T, lib *render.Library) {
+	t.Helper()
+	crds, err := crdgen.GenerateAll(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := crdgen.MarshalYAML(crds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,11 +339,11 @@ func installCRDs(t *testing.T, lib *engine.Library) {
 // grantRenamedKinds binds the operator's ServiceAccount to the ClusterRole
 // `cuerator rbac` generates for the renamed kinds, after checking that it is
 // the shipped ClusterRole with the groups renamed and nothing more.
-func grantRenamedKinds(t *testing.T, lib *engine.Library, shipped []*unstructured.Unstructured) {
+func grantRenamedKinds(t *testing.T, lib *render.Library, shipped []*unstructured.Unstructured) {
 	t.Helper()
 	var manager rbacv1.ClusterRole
 	for _, o := range shipped {
-		if o.GetKind() == "ClusterRole" && o.GetName() == engine.ManagerRoleName {
+		if o.GetKind() == "ClusterRole" && o.GetName() == rbac.ManagerRoleName {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &manager); err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +355,7 @@ func grantRenamedKinds(t *testing.T, lib *engine.Library, shipped []*unstructure
 		}
 		return group
 	})
-	role := lib.ManagerClusterRole()
+	role := rbac.ManagerClusterRole(lib)
 	if got := permissionsOf(role.Rules, nil); !got.Equal(want) {
 		t.Fatalf("the renamed kinds' ClusterRole is not the shipped one renamed:\n extra   %v\n missing %v", sortedPermissions(got.Difference(want)), sortedPermissions(want.Difference(got)))
 	}
@@ -452,7 +470,7 @@ func rulesReview(t *testing.T, user, namespace string) sets.Set[permission] {
 // permissionReasons says why the operator may hold a permission this test
 // does not make it use.
 type permissionReasons struct {
-	lib  *engine.Library
+	lib  *render.Library
 	used sets.Set[permission]
 }
 
@@ -513,7 +531,7 @@ func (r permissionReasons) isChild(p permission) bool {
 // `cuerator rbac` maps child kinds to resources offline; the cluster's
 // discovery must agree for every child kind it serves.
 func testOfflineResourceNames(t *testing.T) {
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +562,7 @@ func testOfflineResourceNames(t *testing.T) {
 // startOperatorAs runs the operator in this process with cfg's identity, as
 // the Deployment runs it: leader election in its namespace, metrics over
 // HTTPS with authentication and authorization.
-func startOperatorAs(t *testing.T, cfg *rest.Config, lib *engine.Library, metricsAddr string) (stop func()) {
+func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metricsAddr string) (stop func()) {
 	t.Helper()
 	op, err := startInProcess(cfg, lib, controllers.ManagerOptions{
 		Options:            quickReconciles,
@@ -569,7 +587,7 @@ func startOperatorAs(t *testing.T, cfg *rest.Config, lib *engine.Library, metric
 // applyRenamedSamples applies the samples of examples/, in the renamed
 // groups, to ns, and returns them by kind as kubectl names them
 // (resource.group/name).
-func applyRenamedSamples(t *testing.T, lib *engine.Library, ns string) map[string]string {
+func applyRenamedSamples(t *testing.T, lib *render.Library, ns string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil {
@@ -581,7 +599,7 @@ func applyRenamedSamples(t *testing.T, lib *engine.Library, ns string) map[strin
 		if err != nil {
 			t.Fatal(err)
 		}
-		crs, err := engine.ReadManifests(f)
+		crs, err := render.ReadManifests(f)
 		f.Close()
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)

@@ -39,8 +39,8 @@ type widgetSpec struct {
 	Volume     bool `json:"volume"`
 }
 
-// child is one object a Widget may produce.
-type child struct {
+// widgetChild is one object a Widget may produce.
+type widgetChild struct {
 	kind, group, name string
 	// kept children outlive pruning: the prune policy Retain (the -kept
 	// ConfigMap) or a claim, retained by default. engine/prune.go leaves
@@ -49,12 +49,14 @@ type child struct {
 	kept bool
 }
 
-func (c child) id(ns string) string { return strings.Join([]string{ns, c.name, c.group, c.kind}, "_") }
+func (c widgetChild) id(ns string) string {
+	return strings.Join([]string{ns, c.name, c.group, c.kind}, "_")
+}
 
 // possibleChildren lists every child a Widget named cr can have; produces
 // says which of them spec produces.
-func possibleChildren(cr string) []child {
-	return []child{
+func possibleChildren(cr string) []widgetChild {
+	return []widgetChild{
 		{kind: "Deployment", group: "apps", name: cr},
 		{kind: "ConfigMap", name: cr + "-config"},
 		{kind: "ConfigMap", name: cr + "-kept", kept: true},
@@ -62,7 +64,7 @@ func possibleChildren(cr string) []child {
 	}
 }
 
-func (s widgetSpec) produces(c child) bool {
+func (s widgetSpec) produces(c widgetChild) bool {
 	switch {
 	case strings.HasSuffix(c.name, "-config"):
 		return s.WithConfig
@@ -377,7 +379,7 @@ func (f *faultRun) labelledChildren(name string) map[string]bool {
 
 // childUID returns the child's uid, or "" when it does not exist or is
 // being deleted.
-func (f *faultRun) childUID(c child) string {
+func (f *faultRun) childUID(c widgetChild) string {
 	f.t.Helper()
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(schema.GroupVersionKind{Group: c.group, Version: "v1", Kind: c.kind})

@@ -12,7 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/child"
+	"github.com/cuerator/cuerator/render"
 )
 
 // `cuerator render` needs no cluster and prints what the controller applies:
@@ -36,7 +37,7 @@ func TestOfflineRenderMatchesWhatTheControllerApplies(t *testing.T) {
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("cuerator render: %v: %s", err, stderr.String())
 			}
-			rendered, err := engine.ReadManifests(&out)
+			rendered, err := render.ReadManifests(&out)
 			if err != nil || len(rendered) == 0 {
 				t.Fatalf("render output: %d objects, %v", len(rendered), err)
 			}
@@ -48,7 +49,7 @@ func TestOfflineRenderMatchesWhatTheControllerApplies(t *testing.T) {
 					defer cancel()
 					return direct.Get(ctx, client.ObjectKeyFromObject(want), live)
 				})
-				if want.GetAnnotations()[engine.AnnotationApply] == "create-only" {
+				if want.GetAnnotations()[child.AnnotationApply] == "create-only" {
 					unstructured.RemoveNestedField(want.Object, "stringData")
 					unstructured.RemoveNestedField(want.Object, "data")
 				}

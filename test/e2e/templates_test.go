@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cuerator/cuerator/controllers"
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 )
 
 // A template module in a directory, as `cuerator run --templates DIR` uses
@@ -109,7 +109,7 @@ func TestLiveTemplates(t *testing.T) {
 	t.Run("a broken template keeps the last good one and says so", func(t *testing.T) {
 		writeFile(t, filepath.Join(dir, "gizmo", "gizmo.cue"), "package gizmo\n\nobjects: {\n")
 		eventually(t, 60*time.Second, "TemplatesLoaded=False on the CR", func() error {
-			if c := condition(t, ns, "gizmo/g1", "TemplatesLoaded"); !strings.HasPrefix(c, "False/LoadFailed") {
+			if c := condition(t, ns, "gizmo/g1", "TemplatesLoaded"); !strings.HasPrefix(c, "False/"+controllers.ReasonTemplateLoadFailed) {
 				return fmt.Errorf("TemplatesLoaded %q", c)
 			}
 			return nil
@@ -134,7 +134,7 @@ func TestLiveTemplates(t *testing.T) {
 // `cuerator run --templates DIR` does, until the test ends.
 func startOperatorFor(t *testing.T, dir string) {
 	t.Helper()
-	lib, err := engine.Load(os.DirFS(dir))
+	lib, err := render.Load(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func startOperatorFor(t *testing.T, dir string) {
 
 // startManager runs an operator for lib with the identity of cfg until the
 // test ends; templatesDir, unless empty, is followed as --templates does.
-func startManager(t *testing.T, cfg *rest.Config, lib *engine.Library, templatesDir string) {
+func startManager(t *testing.T, cfg *rest.Config, lib *render.Library, templatesDir string) {
 	t.Helper()
 	opts := controllers.ManagerOptions{Options: quickReconciles}
 	opts.TemplatesDir = templatesDir

@@ -15,7 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/cuerator/cuerator/controllers"
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/render"
 )
 
 // The Widget kind (testdata/widgets) adds and drops children by spec
@@ -109,16 +110,16 @@ func runWidgetOperator() error {
 
 // installWidgetCRD installs the Widget CRD as a user would, from
 // `cuerator crds --templates`, and returns the Widget template library.
-func installWidgetCRD() (*engine.Library, error) {
-	lib, err := engine.Load(os.DirFS(widgetTemplates))
+func installWidgetCRD() (*render.Library, error) {
+	lib, err := render.Load(os.DirFS(widgetTemplates))
 	if err != nil {
 		return nil, err
 	}
-	crds, err := lib.CRDs()
+	crds, err := crdgen.GenerateAll(lib)
 	if err != nil {
 		return nil, err
 	}
-	manifest, err := engine.MarshalCRDYAML(crds)
+	manifest, err := crdgen.MarshalYAML(crds)
 	if err != nil {
 		return nil, err
 	}

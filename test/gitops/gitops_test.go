@@ -9,7 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/generate/argocd"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 )
 
@@ -18,9 +19,9 @@ const (
 	fluxKustomization = "../../deploy/flux/cuerator-crs.yaml"
 )
 
-func library(t *testing.T) *engine.Library {
+func library(t *testing.T) *render.Library {
 	t.Helper()
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func library(t *testing.T) *engine.Library {
 // deploy/argocd is what users install; it must be what the templates
 // generate now.
 func TestArgoCDPatchIsCurrent(t *testing.T) {
-	want, err := library(t).ArgoCDHealthPatch()
+	want, err := argocd.HealthPatch(library(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestHealthOfCRs(t *testing.T) {
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			cr := readCR(t, filepath.Join("testdata", tc.fixture))
-			script, ok := scripts[engine.ArgoCDHealthKey(cr.GroupVersionKind())]
+			script, ok := scripts[argocd.HealthKey(cr.GroupVersionKind())]
 			if !ok {
 				t.Fatalf("%s has no health check for %s", argoCDPatch, cr.GroupVersionKind())
 			}
@@ -129,7 +130,7 @@ func readCR(t *testing.T, path string) *unstructured.Unstructured {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	objs, err := engine.ReadManifests(f)
+	objs, err := render.ReadManifests(f)
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("%s: want one object: %d, %v", path, len(objs), err)
 	}

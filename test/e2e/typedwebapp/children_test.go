@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"github.com/cuerator/cuerator/engine"
+	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 )
 
@@ -23,7 +23,7 @@ import (
 // children must be what the cuerator template renders for the same spec,
 // but for the owner's group.
 func TestChildrenMatchTemplate(t *testing.T) {
-	lib, err := engine.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,120 @@
+package apply
+
+import (
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cuerator/cuerator/child"
+)
+
+// The decisions of this file are pure: they look at a desired child, the
+// live object and the owner, and say what to do. The operator (Apply,
+// prune) and the preview (cuerator diff) both call them, so a preview
+// shows exactly what the operator would do.
+
+// Step is what a reconcile does with one rendered child.
+type Step string
+
+const (
+	// StepCreate: the child does not exist; create it.
+	StepCreate Step = "create"
+	// StepApply: the child is the CR's; bring it to the desired state.
+	StepApply Step = "apply"
+	// StepKeep: the child is the CR's and create-only; never updated.
+	StepKeep Step = "keep"
+	// StepRefuse: the object exists and is someone else's; leave it alone.
+	StepRefuse Step = "refuse"
+)
+
+// Decide says what to do with desired, given live (nil when absent).
+func Decide(desired, live *unstructured.Unstructured, owner child.Owner) Step {
+	switch {
+	case live == nil:
+		return StepCreate
+	case !ownedBy(live, owner) && !child.AdoptionAllowed(live):
+		return StepRefuse
+	case child.CreateOnly(desired):
+		return StepKeep
+	}
+	return StepApply
+}
+
+// PruneStep is what pruning does with a stale child: one that the CR's
+// inventory lists and its render no longer produces.
+type PruneStep string
+
+const (
+	// PruneSkip: not the CR's to touch (someone else's, or a kind never
+	// deleted); it leaves the inventory.
+	PruneSkip PruneStep = "skip"
+	// PruneKeep: the CR's, kept as it is (Retain).
+	PruneKeep PruneStep = "retain"
+	// PruneRelease: kept, without cuerator's labels and reference (Orphan).
+	PruneRelease PruneStep = "orphan"
+	// PruneRemove: deleted.
+	PruneRemove PruneStep = "delete"
+)
+
+// DecidePrune says what to do with live, a stale child of owner.
+func DecidePrune(live *unstructured.Unstructured, owner child.Owner) PruneStep {
+	gk := live.GroupVersionKind().GroupKind()
+	if child.NeverDeleted(gk) || !ownedBy(live, owner) {
+		return PruneSkip
+	}
+	switch child.PolicyOf(live, gk) {
+	case child.PruneRetain:
+		return PruneKeep
+	case child.PruneOrphan:
+		return PruneRelease
+	}
+	return PruneRemove
+}
+
+// ownedBy reports whether live belongs to owner: its controller reference
+// names owner's UID, or, for children kept without one (Orphan, Retain), it
+// carries owner's labels and no other controller.
+func ownedBy(live *unstructured.Unstructured, owner child.Owner) bool {
+	for _, ref := range live.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			return ref.UID == owner.UID
+		}
+	}
+	return owner.HasOwnerLabels(live)
+}
+
+// recreateSelector is the ssa ForceSelector that lets a child be deleted
+// and created again when an immutable field changes: only when it asks for
+// it, and never for kinds whose data would be lost.
+func recreateSelector(obj *unstructured.Unstructured) map[string]string {
+	if child.NeverRecreated(obj.GroupVersionKind().GroupKind()) || !child.RecreateAllowed(obj) {
+		return nil
+	}
+	return map[string]string{child.AnnotationRecreate: "true"}
+}
+
+// CurrentOwner describes who holds live: its controller, else the field
+// managers that wrote it.
+func CurrentOwner(live *unstructured.Unstructured) string {
+	for _, ref := range live.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			return ref.Kind + "/" + ref.Name
+		}
+	}
+	var managers []string
+	seen := map[string]bool{}
+	for _, mf := range live.GetManagedFields() {
+		if !seen[mf.Manager] {
+			seen[mf.Manager] = true
+			managers = append(managers, mf.Manager)
+		}
+	}
+	sort.Strings(managers)
+	if len(managers) == 0 {
+		return unknownOwner
+	}
+	return "field managers " + strings.Join(managers, ", ")
+}
+
+const unknownOwner = "unknown"

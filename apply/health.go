@@ -1,0 +1,58 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cuerator/cuerator/child"
+)
+
+// Health is a child's state as kstatus (and so Flux and Argo CD) sees it.
+type Health struct {
+	Object  string
+	Status  status.Status
+	Message string
+}
+
+// Healthy reports whether the child is Current.
+func (h Health) Healthy() bool { return h.Status == status.CurrentStatus }
+
+// Health computes each child's kstatus from the informer cache, and returns
+// the live objects for the template's status projection. A child that is
+// not there (yet) is NotFound.
+func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured) ([]Health, []*unstructured.Unstructured, error) {
+	healths := make([]Health, 0, len(objs))
+	lives := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, obj := range objs {
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(obj.GroupVersionKind())
+		h := Health{Object: child.Describe(obj)}
+		switch err := a.cache.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+		case meta.IsNoMatchError(err):
+			h.Status, h.Message = status.UnknownStatus, "kind not served by the cluster"
+		case apierrors.IsNotFound(err):
+			h.Status, h.Message = status.NotFoundStatus, "not found"
+		case err != nil:
+			return nil, nil, fmt.Errorf("read %s: %w", h.Object, err)
+		default:
+			h.Status, h.Message = kstatus(live)
+		}
+		healths = append(healths, h)
+		lives = append(lives, live)
+	}
+	return healths, lives, nil
+}
+
+func kstatus(live *unstructured.Unstructured) (status.Status, string) {
+	res, err := status.Compute(live)
+	if err != nil {
+		return status.UnknownStatus, err.Error()
+	}
+	return res.Status, res.Message
+}

@@ -1,0 +1,133 @@
+package child
+
+import (
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// FieldManager is the server-side apply field manager of every write.
+const FieldManager = "cuerator"
+
+// Labels cuerator puts on every child, so that a child names its CR even
+// when it has no ownerReference (offline renders, children kept without one).
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelOwnerName = "cuerator.dev/owner-name"
+	LabelOwnerKind = "cuerator.dev/owner-kind"
+	ManagedByValue = "cuerator"
+)
+
+// Owner identifies the CR a child belongs to.
+type Owner struct {
+	GVK       schema.GroupVersionKind
+	Namespace string
+	Name      string
+	// UID is empty for an offline render, which then sets no ownerReference.
+	UID types.UID
+}
+
+// OwnerOf returns the identity of cr, a CR of kind gvk.
+func OwnerOf(cr metav1.Object, gvk schema.GroupVersionKind) Owner {
+	return Owner{GVK: gvk, Namespace: cr.GetNamespace(), Name: cr.GetName(), UID: cr.GetUID()}
+}
+
+// Key is the owner's namespaced name.
+func (o Owner) Key() types.NamespacedName {
+	return types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
+}
+
+// KindLabel is the value of LabelOwnerKind on the children of a kind.
+func KindLabel(gvk schema.GroupVersionKind) string {
+	return strings.ToLower(gvk.Kind + "." + gvk.Group)
+}
+
+// Labels are the labels that mark a child as this owner's.
+func (o Owner) Labels() map[string]string {
+	return map[string]string{
+		LabelManagedBy: ManagedByValue,
+		LabelOwnerName: o.Name,
+		LabelOwnerKind: KindLabel(o.GVK),
+	}
+}
+
+// HasOwnerLabels reports whether obj carries this owner's labels in the
+// owner's namespace. Labels alone name an owner; they do not prove one.
+func (o Owner) HasOwnerLabels(obj metav1.Object) bool {
+	l := obj.GetLabels()
+	return l[LabelOwnerKind] == KindLabel(o.GVK) && l[LabelOwnerName] == o.Name && obj.GetNamespace() == o.Namespace
+}
+
+// Reference is the controller ownerReference a child of this owner carries
+// when the garbage collector may delete it with the CR.
+func (o Owner) Reference() metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{
+		APIVersion:         o.GVK.GroupVersion().String(),
+		Kind:               o.GVK.Kind,
+		Name:               o.Name,
+		UID:                o.UID,
+		Controller:         &yes,
+		BlockOwnerDeletion: &yes,
+	}
+}
+
+// OwnerNamed returns the CR that obj names in its owner labels, when they
+// name a CR of kind gvk. namespaced says whether that kind is namespaced.
+func OwnerNamed(obj metav1.Object, gvk schema.GroupVersionKind, namespaced bool) (types.NamespacedName, bool) {
+	l := obj.GetLabels()
+	if l[LabelOwnerKind] != KindLabel(gvk) || l[LabelOwnerName] == "" {
+		return types.NamespacedName{}, false
+	}
+	ns := obj.GetNamespace()
+	if !namespaced {
+		ns = ""
+	}
+	return types.NamespacedName{Namespace: ns, Name: l[LabelOwnerName]}, true
+}
+
+// Describe names obj in messages, events and the inventory's readers:
+// Kind/namespace/name, or Kind/name for a cluster-scoped object.
+func Describe(obj interface {
+	metav1.Object
+	GetKind() string
+}) string {
+	if ns := obj.GetNamespace(); ns != "" {
+		return obj.GetKind() + "/" + ns + "/" + obj.GetName()
+	}
+	return obj.GetKind() + "/" + obj.GetName()
+}
+
+// Stamp marks obj, a rendered child, as owner's: the owner labels, and the
+// controller ownerReference when its policy lets the garbage collector
+// delete it with the CR (Orphan and Retain children must outlive it) and
+// the owner has a UID (offline renders have none).
+func Stamp(obj interface {
+	metav1.Object
+	GroupVersionKind() schema.GroupVersionKind
+}, owner Owner) {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	for k, v := range owner.Labels() {
+		labels[k] = v
+	}
+	obj.SetLabels(labels)
+	if owner.UID != "" && PolicyOf(obj, obj.GroupVersionKind().GroupKind()) == PruneDelete {
+		obj.SetOwnerReferences([]metav1.OwnerReference{owner.Reference()})
+	}
+}
+
+// Unstamp removes what Stamp added, so that no CR claims obj any more: the
+// owner labels and the ownerReferences.
+func Unstamp(obj metav1.Object) {
+	labels := obj.GetLabels()
+	delete(labels, LabelManagedBy)
+	delete(labels, LabelOwnerName)
+	delete(labels, LabelOwnerKind)
+	obj.SetLabels(labels)
+	obj.SetOwnerReferences(nil)
+}

@@ -1,0 +1,60 @@
+package controllers
+
+// Condition types, with the meaning kstatus, Flux and `kubectl wait` give them.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	// ConditionDrifted is True while children differ from the template and
+	// the drift policy is report.
+	ConditionDrifted = "Drifted"
+	// ConditionTemplatesLoaded is False while the newest template change
+	// failed to load and the last good one is in use.
+	ConditionTemplatesLoaded = "TemplatesLoaded"
+)
+
+// Reasons of conditions, and of the warning events that report the same thing.
+const (
+	// ReasonSucceeded: every child applied and healthy.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: applied; a child is not healthy yet.
+	ReasonProgressing = "Progressing"
+	// ReasonApplying: new children recorded, about to be created.
+	ReasonApplying = "Applying"
+	// ReasonInvalidSpec: the spec fails the kind's schema; a new generation
+	// is needed.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonTemplateError: the template fails on a valid spec.
+	ReasonTemplateError = "TemplateError"
+	// ReasonTemplateLoadFailed: the newest templates do not load; the last
+	// good ones stay in use.
+	ReasonTemplateLoadFailed = "TemplateLoadFailed"
+	// ReasonAdoptionRefused: a child exists and belongs to someone else.
+	ReasonAdoptionRefused = "AdoptionRefused"
+	// ReasonApplyFailed: the API server refused a child; retried with backoff.
+	ReasonApplyFailed = "ApplyFailed"
+	// ReasonHealthCheckFailed: the children's health could not be read.
+	ReasonHealthCheckFailed = "HealthCheckFailed"
+	// ReasonObserveFailed: what the status projection reads (pods) could
+	// not be read.
+	ReasonObserveFailed = "ObserveFailed"
+	// ReasonDriftReported: children differ from the template and the drift
+	// policy is report.
+	ReasonDriftReported = "DriftReported"
+	// ReasonDrifted (events): a child was changed by someone else.
+	ReasonDrifted = "Drifted"
+)
+
+// Reasons of the normal events that say what a reconcile changed.
+const (
+	ReasonChildCreated    = "ChildCreated"
+	ReasonChildConfigured = "ChildConfigured"
+	ReasonChildDeleted    = "ChildDeleted"
+	ReasonChildOrphaned   = "ChildOrphaned"
+)
+
+// Actions of events (events.k8s.io's "action" field).
+const (
+	actionRender = "Render"
+	actionApply  = "Apply"
+)

@@ -1,0 +1,186 @@
+// Package rbac generates the operator's least-privilege RBAC from a template
+// library: its kinds' CRs and status, the child kinds their templates list,
+// pods for templates that observe them, events and the leader election Lease.
+package rbac
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cuerator/cuerator/render"
+)
+
+// Names of the generated RBAC objects; deploy/rbac binds them.
+const (
+	ManagerRoleName        = "cuerator-manager"
+	LeaderElectionRoleName = "cuerator-leader-election"
+)
+
+// The verbs each thing the operator touches needs, and no more. The operator
+// issues no update on children or CRs (it writes with server-side apply, a
+// patch), and no get on a status subresource (it reads CRs whole).
+var (
+	// A CR is read through an informer: a watch that streams the initial
+	// state (WatchList), or list and watch on API servers without it. get
+	// shows no more than list and completes the usual read triple.
+	crVerbs = []string{"get", "list", "watch"}
+	// Status is written with a server-side apply of the status subresource.
+	crStatusVerbs = []string{"patch"}
+	// Children carry a controller ownerReference with blockOwnerDeletion.
+	// Where the OwnerReferencesPermissionEnforcement admission plugin is on
+	// (OpenShift, hardened clusters), setting it requires update on the
+	// owner's finalizers subresource.
+	crFinalizerVerbs = []string{"update"}
+	// Children: read through informers (list, watch) and after each apply
+	// (get); server-side apply and the merge patch that releases an orphan
+	// (patch); create-only children, and an apply that creates, which the
+	// API server also authorizes as create (create); pruning and re-creation
+	// on an immutable field (delete).
+	childVerbs = []string{"create", "delete", "get", "list", "patch", "watch"}
+	// Pods are only read, as metadata, for templates that observe them.
+	podVerbs = []string{"get", "list", "watch"}
+	// The reconcilers' recorder (events.k8s.io) creates events and patches
+	// a repeated one into a series.
+	eventVerbs = []string{"create", "patch"}
+	// client-go's Lease lock gets, creates and renews (update) its Lease.
+	leaseVerbs = []string{"create", "get", "update"}
+)
+
+// ManagerClusterRole is the ClusterRole the operator needs to serve lib's
+// kinds: their CRs and status, every child kind their templates list, pods
+// for templates that observe them, and events. It never grants a wildcard.
+//
+// Child kinds map to resources offline, by the kind's own plural when the
+// child is a kind of lib and otherwise by meta.UnsafeGuessKindToResource
+// (lower case, plural by English suffix rules). That is right for every
+// built-in Kubernetes kind and for CRDs that follow the convention; a CRD
+// with an irregular plural needs a rule of its own.
+func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
+	g := grants{}
+	observesPods := false
+	for _, k := range lib.Kinds() {
+		g.add(k.GVK.Group, k.Plural, crVerbs...)
+		g.add(k.GVK.Group, k.Plural+"/status", crStatusVerbs...)
+		if len(k.ChildKinds) > 0 {
+			g.add(k.GVK.Group, k.Plural+"/finalizers", crFinalizerVerbs...)
+		}
+		for _, child := range k.ChildKinds {
+			g.add(child.Group, resourceOf(lib, child), childVerbs...)
+		}
+		observesPods = observesPods || k.ObservesPods()
+	}
+	if observesPods {
+		g.add("", "pods", podVerbs...)
+	}
+	g.add("events.k8s.io", "events", eventVerbs...)
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: ManagerRoleName},
+		Rules:      g.rules(),
+	}
+}
+
+// LeaderElectionRole is the Role the operator needs in its own namespace to
+// elect a leader: the Lease, and the core events that controller-runtime's
+// leader election records about it.
+func LeaderElectionRole(namespace string) *rbacv1.Role {
+	g := grants{}
+	g.add("coordination.k8s.io", "leases", leaseVerbs...)
+	g.add("", "events", eventVerbs...)
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionRoleName, Namespace: namespace},
+		Rules:      g.rules(),
+	}
+}
+
+// Manifests is the YAML that `cuerator rbac` prints and
+// deploy/rbac/role.yaml holds: ManagerClusterRole, then LeaderElectionRole
+// in namespace.
+func Manifests(lib *render.Library, namespace string) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# Generated from the templates by `cuerator rbac` (make generate): do not edit.\n")
+	for i, obj := range []any{ManagerClusterRole(lib), LeaderElectionRole(namespace)} {
+		// Through JSON to drop the empty creationTimestamp that ObjectMeta
+		// marshals.
+		raw, err := json.Marshal(obj)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, err
+		}
+		if md, ok := m["metadata"].(map[string]any); ok {
+			delete(md, "creationTimestamp")
+		}
+		out, err := yaml.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("RBAC manifests: %w", err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(out)
+	}
+	return buf.Bytes(), nil
+}
+
+// resourceOf names the resource that serves gvk, without a cluster.
+func resourceOf(lib *render.Library, gvk schema.GroupVersionKind) string {
+	if k := lib.Kind(gvk); k != nil {
+		return k.Plural
+	}
+	plural, _ := meta.UnsafeGuessKindToResource(gvk)
+	return plural.Resource
+}
+
+// grants collects verbs per API group and resource.
+type grants map[string]map[string]sets.Set[string]
+
+func (g grants) add(group, resource string, verbs ...string) {
+	if g[group] == nil {
+		g[group] = map[string]sets.Set[string]{}
+	}
+	if g[group][resource] == nil {
+		g[group][resource] = sets.New[string]()
+	}
+	g[group][resource].Insert(verbs...)
+}
+
+// rules merges the grants into one rule per API group and set of verbs,
+// sorted by group and then resource, so the output is stable.
+func (g grants) rules() []rbacv1.PolicyRule {
+	var rules []rbacv1.PolicyRule
+	for _, group := range sets.List(sets.KeySet(g)) {
+		byVerbs := map[string]*rbacv1.PolicyRule{}
+		for _, resource := range sets.List(sets.KeySet(g[group])) {
+			verbs := sets.List(g[group][resource])
+			key := strings.Join(verbs, ",")
+			if r, ok := byVerbs[key]; ok {
+				r.Resources = append(r.Resources, resource)
+				continue
+			}
+			byVerbs[key] = &rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: verbs}
+		}
+		start := len(rules)
+		for _, r := range byVerbs {
+			rules = append(rules, *r)
+		}
+		// Resources were added in order, so the first names the rule.
+		sort.Slice(rules[start:], func(i, j int) bool {
+			return rules[start+i].Resources[0] < rules[start+j].Resources[0]
+		})
+	}
+	return rules
+}

@@ -1,0 +1,133 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+
+	"cuelang.org/go/cue"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cuerator/cuerator/child"
+)
+
+// Kind is one custom resource kind and the template that renders it.
+type Kind struct {
+	// Dir is the kind's directory in the template module.
+	Dir string
+	GVK schema.GroupVersionKind
+	// Names and presentation for the CRD, from the api package's #CRD.
+	Plural, Singular       string
+	Namespaced             bool
+	ShortNames, Categories []string
+	PrinterColumns         []PrinterColumn
+	// ChildKinds are the only kinds the template may produce: cuerator
+	// watches them, is granted RBAC for them and refuses anything else.
+	ChildKinds []schema.GroupVersionKind
+
+	// API is the api package: #Spec, #Status and #CRD.
+	API      cue.Value
+	template cue.Value
+	// usesRandom is set when the template reads `random`.
+	usesRandom bool
+}
+
+// PrinterColumn is an additional printer column of the CRD.
+type PrinterColumn struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	JSONPath    string `json:"jsonPath"`
+	Description string `json:"description,omitempty"`
+	Priority    int32  `json:"priority,omitempty"`
+}
+
+// crdInfo is the shape of an api package's #CRD.
+type crdInfo struct {
+	Group          string          `json:"group"`
+	Version        string          `json:"version"`
+	Kind           string          `json:"kind"`
+	Plural         string          `json:"plural"`
+	Singular       string          `json:"singular"`
+	Scope          string          `json:"scope"`
+	ShortNames     []string        `json:"shortNames"`
+	Categories     []string        `json:"categories"`
+	PrinterColumns []PrinterColumn `json:"printerColumns"`
+}
+
+type childKind struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
+	var info crdInfo
+	if err := api.LookupPath(cue.ParsePath("#CRD")).Decode(&info); err != nil {
+		return nil, fmt.Errorf("api package: #CRD: %w", Diagnose(err))
+	}
+	for field, val := range map[string]string{"group": info.Group, "version": info.Version, "kind": info.Kind, "plural": info.Plural} {
+		if val == "" {
+			return nil, fmt.Errorf("api package: #CRD.%s must be set", field)
+		}
+	}
+	if info.Scope != "Namespaced" && info.Scope != "Cluster" {
+		return nil, fmt.Errorf("api package: #CRD.scope must be Namespaced or Cluster, not %q", info.Scope)
+	}
+	for _, def := range []string{"#Spec", "#Status"} {
+		if !api.LookupPath(cue.ParsePath(def)).Exists() {
+			return nil, fmt.Errorf("api package: %s is not defined", def)
+		}
+	}
+	for _, field := range []string{"cr", "objects", "childKinds"} {
+		if !tmpl.LookupPath(cue.ParsePath(field)).Exists() {
+			return nil, fmt.Errorf("template package: field %q is not defined", field)
+		}
+	}
+
+	var children []childKind
+	if err := tmpl.LookupPath(cue.ParsePath("childKinds")).Decode(&children); err != nil {
+		return nil, fmt.Errorf("template package: childKinds (a list of {apiVersion, kind}): %w", Diagnose(err))
+	}
+	k := &Kind{
+		Dir:            dir,
+		GVK:            schema.GroupVersionKind{Group: info.Group, Version: info.Version, Kind: info.Kind},
+		Plural:         info.Plural,
+		Singular:       info.Singular,
+		Namespaced:     info.Scope == "Namespaced",
+		ShortNames:     info.ShortNames,
+		Categories:     info.Categories,
+		PrinterColumns: info.PrinterColumns,
+		API:            api,
+		template:       tmpl,
+		usesRandom:     tmpl.LookupPath(cue.ParsePath("random")).Exists(),
+	}
+	for _, c := range children {
+		gv, err := schema.ParseGroupVersion(c.APIVersion)
+		if err != nil || c.Kind == "" {
+			return nil, fmt.Errorf("template package: childKinds: invalid entry %s %s", c.APIVersion, c.Kind)
+		}
+		k.ChildKinds = append(k.ChildKinds, gv.WithKind(c.Kind))
+	}
+	return k, nil
+}
+
+// allowsChild reports whether the template declared gvk as a child kind.
+func (k *Kind) allowsChild(gvk schema.GroupVersionKind) bool {
+	return slices.Contains(k.ChildKinds, gvk)
+}
+
+// ObservesPods reports whether the template's status reads pods.
+func (k *Kind) ObservesPods() bool {
+	return k.template.LookupPath(pathObserve).Exists()
+}
+
+// Owner is the identity of cr as its children's owner.
+func (k *Kind) Owner(cr metav1.Object) child.Owner {
+	return child.OwnerOf(cr, k.GVK)
+}
+
+// OwnerOf returns the CR that a child names in its owner labels. Every
+// child carries them, those kept without an ownerReference included.
+func (k *Kind) OwnerOf(obj metav1.Object) (types.NamespacedName, bool) {
+	return child.OwnerNamed(obj, k.GVK, k.Namespaced)
+}

@@ -1,0 +1,184 @@
+// Package render loads a CUE template module and turns custom resources
+// into the objects they stand for, with no cluster: the library of kinds,
+// the checks a CR passes before its render, the render itself, the
+// template's status projection and the diagnostics of CUE errors. It knows
+// CUE and Kubernetes objects; it never talks to an API server.
+package render
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/interpreter/embed"
+	"cuelang.org/go/cue/load"
+	"cuelang.org/go/mod/modfile"
+	"cuelang.org/go/mod/module"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Library is a loaded template module: every kind it defines, compiled once.
+// Its values are immutable and safe to share between goroutines.
+type Library struct {
+	kinds  []*Kind
+	byGVK  map[schema.GroupVersionKind]*Kind
+	digest string
+}
+
+// Kinds returns the kinds in a stable order (by group, then kind).
+func (l *Library) Kinds() []*Kind { return l.kinds }
+
+// Kind returns the kind served for gvk, or nil.
+func (l *Library) Kind(gvk schema.GroupVersionKind) *Kind { return l.byGVK[gvk] }
+
+// Digest identifies the template sources; it changes whenever any file does.
+func (l *Library) Digest() string { return l.digest }
+
+// Load compiles every kind of the CUE module rooted at fsys. A kind is a
+// directory holding a template package with an `api` package beneath it.
+func Load(fsys fs.FS) (*Library, error) {
+	if _, err := fs.Stat(fsys, "cue.mod/module.cue"); err != nil {
+		return nil, fmt.Errorf("template module: cue.mod/module.cue not found: %w", err)
+	}
+	dirs, err := kindDirs(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if len(dirs) == 0 {
+		return nil, errors.New("template module: no kind found (a kind is a directory with an api/ package)")
+	}
+	digest, err := DigestFS(fsys)
+	if err != nil {
+		return nil, err
+	}
+
+	// A template evaluates with no access to the network or the host: module
+	// dependencies are refused and @embed only reads inside the module.
+	cfg := &load.Config{FS: fsys, Dir: "/", ModuleRoot: "/", Registry: noRegistry{}}
+	args := make([]string, 0, 2*len(dirs))
+	for _, d := range dirs {
+		args = append(args, "./"+d, "./"+d+"/api")
+	}
+	insts := load.Instances(args, cfg)
+	ctx := cuecontext.New(cuecontext.Interpreter(embed.New()))
+
+	lib := &Library{byGVK: map[schema.GroupVersionKind]*Kind{}, digest: digest}
+	for i, d := range dirs {
+		tmpl, err := build1(ctx, insts[2*i])
+		if err != nil {
+			return nil, fmt.Errorf("kind %s: template: %w", d, err)
+		}
+		api, err := build1(ctx, insts[2*i+1])
+		if err != nil {
+			return nil, fmt.Errorf("kind %s: api: %w", d, err)
+		}
+		k, err := newKind(d, api, tmpl)
+		if err != nil {
+			return nil, fmt.Errorf("kind %s: %w", d, err)
+		}
+		if other, dup := lib.byGVK[k.GVK]; dup {
+			return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, k.GVK, other.Dir)
+		}
+		lib.byGVK[k.GVK] = k
+		lib.kinds = append(lib.kinds, k)
+	}
+	sort.Slice(lib.kinds, func(i, j int) bool {
+		a, b := lib.kinds[i].GVK, lib.kinds[j].GVK
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Kind < b.Kind
+	})
+	return lib, nil
+}
+
+func build1(ctx *cue.Context, inst *build.Instance) (cue.Value, error) {
+	if inst.Err != nil {
+		return cue.Value{}, Diagnose(inst.Err)
+	}
+	if err := refuseTools(inst); err != nil {
+		return cue.Value{}, err
+	}
+	v := ctx.BuildInstance(inst)
+	if err := v.Err(); err != nil {
+		return cue.Value{}, Diagnose(err)
+	}
+	return v, nil
+}
+
+// refuseTools rejects the tool/ packages (exec, file, http, os) anywhere in
+// a template's imports: they describe commands for `cue cmd`, and have no
+// place in a template that must only compute objects.
+func refuseTools(inst *build.Instance) error {
+	for _, path := range append(inst.ImportPaths, inst.Deps...) {
+		if path == "tool" || strings.HasPrefix(path, "tool/") {
+			return fmt.Errorf("%s imports %q: templates may not use the tool packages", inst.ImportPath, path)
+		}
+	}
+	return nil
+}
+
+// kindDirs lists the top-level directories that have an api/ package.
+func kindDirs(fsys fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("template module: %w", err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "cue.mod" || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if fi, err := fs.Stat(fsys, path.Join(e.Name(), "api")); err == nil && fi.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	return dirs, nil
+}
+
+// DigestFS hashes every file name and content, so that a changed template
+// shows as a changed digest.
+func DigestFS(fsys fs.FS) (string, error) {
+	h := sha256.New()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("template module: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// noRegistry refuses every module dependency: templates must be
+// self-contained, and loading them must never reach the network.
+type noRegistry struct{}
+
+var errNoRegistry = errors.New("template modules cannot depend on other CUE modules")
+
+func (noRegistry) ModFile(context.Context, module.Version) (*modfile.File, error) {
+	return nil, errNoRegistry
+}
+func (noRegistry) Fetch(context.Context, module.Version) (module.SourceLoc, error) {
+	return module.SourceLoc{}, errNoRegistry
+}
+func (noRegistry) ModuleVersions(context.Context, string) ([]string, error) {
+	return nil, errNoRegistry
+}
