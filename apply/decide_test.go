@@ -1,0 +1,124 @@
+package apply
+
+import (
+	"reflect"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cuerator/cuerator/child"
+)
+
+var widgetOwner = child.Owner{
+	GVK:       schema.GroupVersionKind{Group: "test.cuerator.dev", Version: "v1", Kind: "Widget"},
+	Namespace: "ns", Name: "w", UID: "uid-w",
+}
+
+// obj builds a child; opts add labels, annotations and ownerReferences.
+func obj(apiVersion, kind, name string, opts ...func(*unstructured.Unstructured)) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{}
+	o.SetAPIVersion(apiVersion)
+	o.SetKind(kind)
+	o.SetNamespace("ns")
+	o.SetName(name)
+	for _, f := range opts {
+		f(o)
+	}
+	return o
+}
+
+func stamped(o *unstructured.Unstructured) { child.Stamp(o, widgetOwner) }
+
+func labelsOnly(o *unstructured.Unstructured) { o.SetLabels(widgetOwner.Labels()) }
+
+func annotated(k, v string) func(*unstructured.Unstructured) {
+	return func(o *unstructured.Unstructured) {
+		a := o.GetAnnotations()
+		if a == nil {
+			a = map[string]string{}
+		}
+		a[k] = v
+		o.SetAnnotations(a)
+	}
+}
+
+func controlledBy(uid string) func(*unstructured.Unstructured) {
+	return func(o *unstructured.Unstructured) {
+		yes := true
+		o.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "x/v1", Kind: "Other", Name: "o", UID: types.UID(uid), Controller: &yes}})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	cm := func(opts ...func(*unstructured.Unstructured)) *unstructured.Unstructured {
+		return obj("v1", "ConfigMap", "c", opts...)
+	}
+	for _, tc := range []struct {
+		name          string
+		desired, live *unstructured.Unstructured
+		want          Step
+	}{
+		{"absent", cm(stamped), nil, StepCreate},
+		{"absent create-only", cm(stamped, annotated(child.AnnotationApply, child.ApplyCreateOnly)), nil, StepCreate},
+		{"ours by reference", cm(stamped), cm(stamped), StepApply},
+		{"ours by labels (kept without reference)", cm(stamped), cm(labelsOnly), StepApply},
+		{"ours, create-only", cm(stamped, annotated(child.AnnotationApply, child.ApplyCreateOnly)), cm(stamped), StepKeep},
+		{"someone else's", cm(stamped), cm(), StepRefuse},
+		{"another controller, our labels", cm(stamped), cm(labelsOnly, controlledBy("uid-other")), StepRefuse},
+		{"someone else's, handed over", cm(stamped), cm(annotated(child.AnnotationAdopt, "true")), StepApply},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Decide(tc.desired, tc.live, widgetOwner); got != tc.want {
+				t.Errorf("Decide = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecidePrune(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		live *unstructured.Unstructured
+		want PruneStep
+	}{
+		{"ours", obj("v1", "ConfigMap", "c", stamped), PruneRemove},
+		{"ours, Retain", obj("v1", "ConfigMap", "c", labelsOnly, annotated(child.AnnotationPrune, "Retain")), PruneKeep},
+		{"ours, Orphan", obj("v1", "ConfigMap", "c", labelsOnly, annotated(child.AnnotationPrune, "Orphan")), PruneRelease},
+		{"ours, explicit Delete", obj("v1", "ConfigMap", "c", stamped, annotated(child.AnnotationPrune, "Delete")), PruneRemove},
+		{"claims are retained by default", obj("v1", "PersistentVolumeClaim", "d", labelsOnly), PruneKeep},
+		{"a claim told to go", obj("v1", "PersistentVolumeClaim", "d", labelsOnly, annotated(child.AnnotationPrune, "Delete")), PruneRemove},
+		{"someone else's", obj("v1", "ConfigMap", "c"), PruneSkip},
+		{"another controller's", obj("v1", "ConfigMap", "c", labelsOnly, controlledBy("uid-other")), PruneSkip},
+		{"a Namespace is never deleted", obj("v1", "Namespace", "n", stamped), PruneSkip},
+		{"a CRD is never deleted", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "x", stamped), PruneSkip},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DecidePrune(tc.live, widgetOwner); got != tc.want {
+				t.Errorf("DecidePrune = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecreateSelector(t *testing.T) {
+	recreate := annotated(child.AnnotationRecreate, "true")
+	for _, tc := range []struct {
+		name string
+		obj  *unstructured.Unstructured
+		want map[string]string
+	}{
+		{"asks", obj("apps/v1", "Deployment", "d", recreate), map[string]string{child.AnnotationRecreate: "true"}},
+		{"does not ask", obj("apps/v1", "Deployment", "d"), nil},
+		{"a StatefulSet never is", obj("apps/v1", "StatefulSet", "s", recreate), nil},
+		{"a claim never is", obj("v1", "PersistentVolumeClaim", "p", recreate), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := recreateSelector(tc.obj); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("recreateSelector = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

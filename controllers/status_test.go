@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/child"
+)
+
+// conditionsOf returns type -> "Status/Reason: message" of a built status.
+func conditionsOf(t *testing.T, st *status) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, c := range st.conditions {
+		out[c.Type] = string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+	return out
+}
+
+func crWithStatus(generation int64, st map[string]any) *unstructured.Unstructured {
+	cr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "test.cuerator.dev/v1", "kind": "Widget",
+		"metadata": map[string]any{"name": "w", "namespace": "ns", "generation": generation},
+	}}
+	if st != nil {
+		cr.Object["status"] = st
+	}
+	return cr
+}
+
+var (
+	current  = apply.Health{Object: "ConfigMap/ns/a", Status: kstatus.CurrentStatus}
+	current2 = apply.Health{Object: "Deployment/ns/w", Status: kstatus.CurrentStatus}
+	progress = apply.Health{Object: "Deployment/ns/w", Status: kstatus.InProgressStatus, Message: "Available: 0/1"}
+)
+
+// Each outcome of a reconcile, as the conditions kstatus, Flux, Argo CD and
+// `kubectl wait` read.
+func TestStatusOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(*status)
+		want map[string]string
+	}{
+		{"healthy", func(s *status) { s.health([]apply.Health{current, current2}) }, map[string]string{
+			ConditionReady: "True/Succeeded: 2 children applied and healthy",
+		}},
+		{"progressing names the first unhealthy child", func(s *status) { s.health([]apply.Health{current, progress}) }, map[string]string{
+			ConditionReady:       "False/Progressing: Deployment/ns/w is InProgress: Available: 0/1",
+			ConditionReconciling: "True/Progressing: Deployment/ns/w is InProgress: Available: 0/1",
+		}},
+		{"stalled", func(s *status) { s.stalled(ReasonInvalidSpec, "spec.size: invalid") }, map[string]string{
+			ConditionReady:   "False/InvalidSpec: spec.size: invalid",
+			ConditionStalled: "True/InvalidSpec: spec.size: invalid",
+		}},
+		{"failing", func(s *status) { s.failing(ReasonHealthCheckFailed, "read Deployment/ns/w: boom") }, map[string]string{
+			ConditionReady:       "False/HealthCheckFailed: read Deployment/ns/w: boom",
+			ConditionReconciling: "True/HealthCheckFailed: read Deployment/ns/w: boom",
+		}},
+		{"stalled then healthy clears Stalled", func(s *status) {
+			s.stalled(ReasonTemplateError, "x")
+			s.health([]apply.Health{current})
+		}, map[string]string{ConditionReady: "True/Succeeded: 1 children applied and healthy"}},
+		{"failing then stalled clears Reconciling", func(s *status) {
+			s.failing(ReasonApplyFailed, "x")
+			s.stalled(ReasonAdoptionRefused, "y")
+		}, map[string]string{ConditionReady: "False/AdoptionRefused: y", ConditionStalled: "True/AdoptionRefused: y"}},
+		{"drift left in place", func(s *status) {
+			s.drift([]apply.Drift{{Object: "Deployment/ns/w", Fields: []string{".spec.replicas"}, Managers: []string{"kubectl"}}})
+		}, map[string]string{ConditionDrifted: "True/DriftReported: Deployment/ns/w: .spec.replicas changed by field manager kubectl"}},
+		{"drift corrected sets nothing", func(s *status) {
+			s.drift([]apply.Drift{{Object: "Deployment/ns/w", Fields: []string{".spec.replicas"}, Corrected: true}})
+		}, map[string]string{}},
+		{"templates failed to load", func(s *status) { s.templates(errors.New("x.cue:3: bad")) }, map[string]string{
+			ConditionTemplatesLoaded: "False/TemplateLoadFailed: the last good template stays in use: x.cue:3: bad",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStatus(crWithStatus(2, nil))
+			tc.do(st)
+			if got := conditionsOf(t, st); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("conditions\n got %v\nwant %v", got, tc.want)
+			}
+			for _, c := range st.conditions {
+				if c.ObservedGeneration != 2 {
+					t.Errorf("%s: observedGeneration %d, want the CR's 2", c.Type, c.ObservedGeneration)
+				}
+			}
+		})
+	}
+}
+
+// What a reconcile does not recompute is carried over: the status apply
+// would otherwise remove it.
+func TestStatusCarriesOverWhatItDoesNotRecompute(t *testing.T) {
+	old := map[string]any{
+		"observedGeneration": int64(1),
+		"conditions": []any{map[string]any{
+			"type": ConditionDrifted, "status": "True", "reason": ReasonDriftReported, "message": "m",
+			"lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": int64(1),
+		}},
+		"inventory": []any{map[string]any{"id": "ns_w_apps_Deployment", "v": "v1"}},
+		"children":  []any{map[string]any{"object": "Deployment/ns/w", "status": "Current"}},
+		"nodes":     []any{"a", "b"},
+	}
+	st := newStatus(crWithStatus(1, old))
+	if want := (child.Inventory{{ID: "ns_w_apps_Deployment", Version: "v1"}}); !reflect.DeepEqual(st.inventory, want) {
+		t.Errorf("inventory %v, want %v", st.inventory, want)
+	}
+	if c := meta.FindStatusCondition(st.conditions, ConditionDrifted); c == nil || c.Message != "m" {
+		t.Errorf("Drifted not carried over: %v", st.conditions)
+	}
+	built, err := st.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An unchanged status compares equal to the stored one: it costs no write.
+	if !equality.Semantic.DeepEqual(built, old) {
+		t.Errorf("rebuilt status differs from the stored one:\n got %v\nwant %v", built, old)
+	}
+}
+
+// A template's projection cannot overwrite what cuerator itself writes.
+func TestStatusProjectionCannotSetReservedFields(t *testing.T) {
+	st := newStatus(crWithStatus(3, nil))
+	st.inventory = child.Inventory{{ID: "ns_w__ConfigMap", Version: "v1"}}
+	st.projected = map[string]any{"url": "http://x", "observedGeneration": int64(99), "inventory": "mine", "conditions": "mine", "children": "mine"}
+	st.set(ConditionReady, metav1.ConditionTrue, ReasonSucceeded, "ok")
+	built, err := st.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if built["url"] != "http://x" || built["observedGeneration"] != int64(3) {
+		t.Errorf("built %v", built)
+	}
+	if inv, _ := built["inventory"].([]any); len(inv) != 1 {
+		t.Errorf("inventory %v", built["inventory"])
+	}
+	if _, ok := built["children"]; ok {
+		t.Errorf("children %v set by the projection", built["children"])
+	}
+}

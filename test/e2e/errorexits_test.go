@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/cuerator/cuerator/controllers"
+)
+
+// A kind whose template has a ConfigMap child and projects the names of the
+// pods it selects into status.
+const probeAPI = `package api
+
+#CRD: {group: "exits.test.cuerator.dev", version: "v1", kind: "Probe", plural: "probes", singular: "probe", scope: "Namespaced"}
+#Spec: {}
+#Status: {...}
+`
+
+const probeTemplate = `package probe
+
+import "test.cuerator.dev/exits/probe/api"
+
+childKinds: [{apiVersion: "v1", kind: "ConfigMap"}]
+cr: {metadata: {name: string, namespace: string, ...}, spec: api.#Spec}
+objects: config: {apiVersion: "v1", kind: "ConfigMap", metadata: name: cr.metadata.name}
+observed: pods: [...{name: string}]
+observe: pods: matchLabels: probe: cr.metadata.name
+status: pods: [for p in observed.pods {p.name}]
+`
+
+// Every way a reconcile can end leaves a status that says how it ended,
+// including the exits after the children were applied: a failure to read
+// their health, and a failure to list the pods the template observes. The
+// faults are injected into the operator's client; everything else is the
+// real API server.
+func TestEveryErrorExitWritesStatus(t *testing.T) {
+	lib := installKind(t, "module: \"test.cuerator.dev/exits@v0\"\nlanguage: version: \"v0.17.0\"\n", "probe", probeAPI, probeTemplate)
+
+	var failHealth, failPods atomic.Bool
+	injected := errors.New("injected by the test")
+	opts := controllers.ManagerOptions{Options: quickReconciles}
+	opts.NewClient = func(cfg *rest.Config, o client.Options) (client.Client, error) {
+		c, err := client.NewWithWatch(cfg, o)
+		if err != nil {
+			return nil, err
+		}
+		return interceptor.NewClient(c, interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if failHealth.Load() && calledFrom("apply.(*Applier).Health") {
+					return fmt.Errorf("read health: %w", injected)
+				}
+				return c.Get(ctx, key, obj, opts...)
+			},
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				if failPods.Load() && list.GetObjectKind().GroupVersionKind().Kind == "PodList" {
+					return fmt.Errorf("list pods: %w", injected)
+				}
+				return c.List(ctx, list, opts...)
+			},
+		}), nil
+	}
+	op, err := startInProcess(testCluster.Config, lib, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = op.stop() })
+
+	ns := namespace(t, "error-exits")
+	probe := func(generation int) {
+		kubectlIn(t, fmt.Sprintf("apiVersion: exits.test.cuerator.dev/v1\nkind: Probe\nmetadata: {name: p, namespace: %s, annotations: {round: %q}}\nspec: {}\n", ns, fmt.Sprint(generation)), "apply", "-f", "-")
+	}
+	wantReady := func(want string) {
+		t.Helper()
+		eventually(t, 60*time.Second, "Ready "+want, func() error {
+			if got := condition(t, ns, "probe/p", "Ready"); !strings.HasPrefix(got, want) {
+				return fmt.Errorf("Ready is %q", got)
+			}
+			return nil
+		})
+	}
+
+	for _, tc := range []struct {
+		name   string
+		fault  *atomic.Bool
+		reason string
+	}{
+		{"health read fails", &failHealth, controllers.ReasonHealthCheckFailed},
+		{"pod list fails", &failPods, controllers.ReasonObserveFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fault.Store(true)
+			probe(int(time.Now().UnixNano()))
+			wantReady("False/" + tc.reason + ": ")
+			if got := condition(t, ns, "probe/p", "Ready"); !strings.Contains(got, injected.Error()) {
+				t.Errorf("Ready %q does not say what failed", got)
+			}
+			if got := condition(t, ns, "probe/p", "Reconciling"); !strings.HasPrefix(got, "True/"+tc.reason) {
+				t.Errorf("Reconciling %q, want True/%s: the operator retries", got, tc.reason)
+			}
+			tc.fault.Store(false)
+			wantReady("True/" + controllers.ReasonSucceeded)
+		})
+	}
+}
+
+// calledFrom reports whether a function whose name ends with fn is on the
+// calling goroutine's stack.
+func calledFrom(fn string) bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, fn) {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
