@@ -11,9 +11,15 @@ import (
 
 // InventoryEntry names one applied child, in the format Flux's
 // kustomize-controller keeps: id is namespace_name_group_kind, v the version.
+// Desired and Managed, when set, are what a reconcile needs to know that the
+// child is unchanged without a request: digests of the child as last
+// applied and of the fields cuerator set as the API server stored them.
+// They live in the CR's status, so they survive a restart or a failover.
 type InventoryEntry struct {
 	ID      string `json:"id"`
 	Version string `json:"v"`
+	Desired string `json:"d,omitempty"`
+	Managed string `json:"m,omitempty"`
 }
 
 // Inventory is the set of children a CR owns, kept in its status so that
@@ -92,9 +98,31 @@ func InventoryFromStatus(cr *unstructured.Unstructured) Inventory {
 		}
 		id, _ := m["id"].(string)
 		v, _ := m["v"].(string)
+		d, _ := m["d"].(string)
+		mf, _ := m["m"].(string)
 		if id != "" && v != "" {
-			inv = append(inv, InventoryEntry{ID: id, Version: v})
+			inv = append(inv, InventoryEntry{ID: id, Version: v, Desired: d, Managed: mf})
 		}
 	}
 	return inv
+}
+
+// Find returns the entry of inv with id.
+func (inv Inventory) Find(id string) (InventoryEntry, bool) {
+	for _, e := range inv {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return InventoryEntry{}, false
+}
+
+// WithoutDigests returns inv without the digests, for a status whose
+// schema has no room for them.
+func (inv Inventory) WithoutDigests() Inventory {
+	out := make(Inventory, len(inv))
+	for i, e := range inv {
+		out[i] = InventoryEntry{ID: e.ID, Version: e.Version}
+	}
+	return out
 }

@@ -1,6 +1,10 @@
 package child
 
-import "k8s.io/apimachinery/pkg/runtime/schema"
+import (
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
 
 // kindsFirst are applied before every other kind, in this order: what
 // other objects refer to (definitions, namespaces, classes, identities,
@@ -53,4 +57,20 @@ func AppliesBefore(a, b Object) bool {
 		return a.GetNamespace() < b.GetNamespace()
 	}
 	return a.GetName() < b.GetName()
+}
+
+// Stage is when a child is applied: every child of a stage after every child
+// of the stages before it, the children of one stage together. Definitions
+// come first (CustomResourceDefinitions, Namespaces, ClusterRoles), then
+// classes (StorageClass, IngressClass, ...), then everything else.
+func Stage(gk schema.GroupKind) int {
+	switch {
+	case gk == schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"},
+		gk == schema.GroupKind{Kind: "Namespace"},
+		gk == schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:
+		return 0
+	case strings.HasSuffix(gk.Kind, "Class"):
+		return 1
+	}
+	return 2
 }

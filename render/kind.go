@@ -31,6 +31,9 @@ type Kind struct {
 	template cue.Value
 	// usesRandom is set when the template reads `random`.
 	usesRandom bool
+	// keepsDigests is set when #Status lets inventory entries hold the
+	// digests of what was applied (it embeds common.#Status, or is open).
+	keepsDigests bool
 }
 
 // PrinterColumn is an additional printer column of the CRD.
@@ -100,6 +103,7 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		API:            api,
 		template:       tmpl,
 		usesRandom:     tmpl.LookupPath(cue.ParsePath("random")).Exists(),
+		keepsDigests:   acceptsStatus(api, map[string]any{"inventory": []any{map[string]any{"id": "ns_n__ConfigMap", "v": "v1", "d": "0", "m": "0"}}}),
 	}
 	for _, c := range children {
 		gv, err := schema.ParseGroupVersion(c.APIVersion)
@@ -109,6 +113,17 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		k.ChildKinds = append(k.ChildKinds, gv.WithKind(c.Kind))
 	}
 	return k, nil
+}
+
+// KeepsDigests reports whether the kind's status can hold, with each
+// inventory entry, the digests that let a restarted operator know a child
+// unchanged without a request. A #Status with an inventory shape of its own
+// cannot: the API server would refuse the status.
+func (k *Kind) KeepsDigests() bool { return k.keepsDigests }
+
+// acceptsStatus reports whether st is a valid #Status of api.
+func acceptsStatus(api cue.Value, st map[string]any) bool {
+	return api.LookupPath(cue.ParsePath("#Status")).Unify(api.Context().Encode(st)).Validate(cue.Concrete(true)) == nil
 }
 
 // allowsChild reports whether the template declared gvk as a child kind.

@@ -3,6 +3,7 @@ package render_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -176,5 +177,33 @@ func TestRenderConcurrently(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A kind whose #Status embeds common.#Status, or is open, keeps the digests
+// of its children in its inventory; one with an inventory shape of its own
+// cannot, and the operator then writes the inventory without them.
+func TestKeepsDigests(t *testing.T) {
+	lib := loadLibrary(t)
+	for _, k := range lib.Kinds() {
+		if !k.KeepsDigests() {
+			t.Errorf("%s (embeds common.#Status) keeps no digests", k.GVK.Kind)
+		}
+	}
+	own := moduleWith(t, plainModule, "package x\nchildKinds: []\ncr: _\nobjects: {}\n")
+	api := filepath.Join(own, "x", "api", "api.cue")
+	if err := os.WriteFile(api, []byte(`package api
+#CRD: {group: "sec.test", version: "v1", kind: "X", plural: "xs", singular: "x", scope: "Namespaced"}
+#Spec: {}
+#Status: {inventory?: [...{id: string, v: string}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := render.Load(os.DirFS(own))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed.Kinds()[0].KeepsDigests() {
+		t.Error("a #Status whose inventory entries are {id, v} only is said to keep digests")
 	}
 }
