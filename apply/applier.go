@@ -1,18 +1,25 @@
 // Package apply brings a CR's rendered children to the cluster with
-// server-side apply (over fluxcd/pkg/ssa), guards objects it does not own,
-// corrects or reports drift, prunes what the template no longer produces and
-// reads the children's health. Its decisions (decide.go) are pure functions
-// that the preview shares. It knows the API server and the child contract;
-// it knows nothing of CUE or of the templates.
+// server-side apply, guards objects it does not own, corrects or reports
+// drift, prunes what the template no longer produces and reads the
+// children's health. Its decisions (decide.go) are pure functions that the
+// preview shares. It knows the API server and the child contract; it knows
+// nothing of CUE or of the templates.
+//
+// A child costs one request when it is created or changed, and none when it
+// is unchanged: children are read from an informer cache that holds only
+// objects with cuerator's owner labels, and what a child was last applied
+// as is remembered in memory and in the CR's inventory.
 package apply
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/fluxcd/pkg/ssa"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,27 +27,29 @@ import (
 )
 
 // Applier pushes rendered children to a cluster.
-//
-// It remembers, per child, what it last applied and how the server stored
-// it. A reconcile in which neither changed issues no request for the child:
-// the live object comes from the informer cache.
 type Applier struct {
-	cache client.Client // reads from the informer cache
-	api   client.Reader // reads from the API server, where staleness is unsafe
-	rm    *ssa.ResourceManager
-
-	mu        sync.Mutex
-	snapshots map[snapshotKey]snapshot
+	// children reads from the informer cache of owner-labelled objects
+	// and writes to the API server.
+	children client.Client
+	// api reads from the API server, where a stale read is unsafe or the
+	// object is not in the cache (it is not labelled as cuerator's).
+	api client.Reader
+	// recreator re-creates a child whose immutable field changed: fluxcd's
+	// ResourceManager detects that by a dry-run, over a client that reads
+	// from the API server and deletes with a UID precondition.
+	recreator *ssa.ResourceManager
+	memory    memory
 }
 
-// NewApplier returns an Applier that reads through cache (a client backed
-// by informers, with unstructured caching on) and api (a direct reader).
-func NewApplier(cache client.Client, api client.Reader) *Applier {
+// NewApplier returns an Applier that reads children through children (a
+// client whose reads come from a cache of owner-labelled objects, with
+// unstructured caching on) and fresh objects through api.
+func NewApplier(children client.Client, api client.Reader) *Applier {
 	return &Applier{
-		cache:     cache,
+		children:  children,
 		api:       api,
-		rm:        ssa.NewResourceManager(cache, nil, ssa.Owner{Field: child.FieldManager, Group: "cuerator.dev"}),
-		snapshots: map[snapshotKey]snapshot{},
+		recreator: ssa.NewResourceManager(uidGuarded{Client: children, api: api}, nil, ssa.Owner{Field: child.FieldManager, Group: "cuerator.dev"}),
+		memory:    memory{records: map[recordKey]record{}},
 	}
 }
 
@@ -50,6 +59,11 @@ type Request struct {
 	Objects []*unstructured.Unstructured
 	// Previous is the inventory recorded in the CR's status.
 	Previous child.Inventory
+	// ChildKinds are the kinds the template may produce. Children of those
+	// kinds that carry the owner's labels but that no inventory names (an
+	// operator stopped between creating them and recording them) are found
+	// through the cache and pruned like recorded ones.
+	ChildKinds []schema.GroupVersionKind
 	// ReportDrift leaves outside changes in place and only reports them.
 	ReportDrift bool
 }
@@ -61,6 +75,7 @@ type Action string
 const (
 	ActionCreate    Action = "create"
 	ActionConfigure Action = "configure"
+	ActionRecreate  Action = "recreate"
 	ActionDelete    Action = "delete"
 	ActionOrphan    Action = "orphan"
 )
@@ -96,7 +111,8 @@ type Result struct {
 	Drifts    []Drift
 	Conflicts []Conflict
 	Failed    []*ChildError
-	// Inventory is what the CR owns now, to record in its status.
+	// Inventory is what the CR owns now, with each child's digests, to
+	// record in its status.
 	Inventory child.Inventory
 }
 
@@ -109,48 +125,25 @@ func (r *Result) Err() error {
 	return errors.Join(errs...)
 }
 
-type snapshotKey struct {
-	owner types.NamespacedName
-	uid   types.UID // a CR deleted and created again starts afresh
-	child string
-}
-
-type snapshot struct {
-	desired [32]byte // digest of the desired object last applied
-	managed [32]byte // digest of the live object's fields that desired sets
-	version string   // resourceVersion after the apply
-}
-
-func childKey(owner child.Owner, obj *unstructured.Unstructured) snapshotKey {
-	return snapshotKey{owner: owner.Key(), uid: owner.UID, child: child.EntryOf(obj).ID}
-}
-
-func (a *Applier) remembered(key snapshotKey) (snapshot, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	snap, ok := a.snapshots[key]
-	return snap, ok
-}
-
-func (a *Applier) remember(key snapshotKey, snap snapshot) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.snapshots[key] = snap
-}
-
-func (a *Applier) forgetChild(key snapshotKey) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.snapshots, key)
-}
-
 // Forget drops what the Applier remembers of a deleted CR's children.
-func (a *Applier) Forget(owner types.NamespacedName) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k := range a.snapshots {
-		if k.owner == owner {
-			delete(a.snapshots, k)
-		}
+func (a *Applier) Forget(owner types.NamespacedName) { a.memory.forget(owner) }
+
+// uidGuarded reads through api and deletes only the object it read: the
+// ResourceManager deletes an object it found to re-create it, and a UID
+// precondition makes sure that is the very object.
+type uidGuarded struct {
+	client.Client
+	api client.Reader
+}
+
+func (c uidGuarded) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	return c.api.Get(ctx, key, obj, opts...)
+}
+
+func (c uidGuarded) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	uid := obj.GetUID()
+	if uid == "" {
+		return apierrors.NewBadRequest("refusing to delete " + obj.GetName() + " without knowing its uid")
 	}
+	return c.Client.Delete(ctx, obj, append(opts, client.Preconditions{UID: &uid})...)
 }

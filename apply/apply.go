@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 
-	"github.com/fluxcd/pkg/ssa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,26 +18,32 @@ import (
 
 // Apply brings every child of req to its desired state. A child that fails
 // is reported with the API server's message and the others still apply.
-// Children in the previous inventory that req no longer has are pruned only
-// when every child applied without failure or conflict.
+// Children the owner had (its previous inventory, and owner-labelled
+// children in the cache) that req no longer has are pruned only when every
+// child applied without failure or conflict.
 func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 	res := &Result{}
-	current, notOurs := child.Inventory{}, child.Inventory{}
-	for _, obj := range req.Objects {
-		conflict, err := a.applyChild(ctx, req, obj, res)
+	var current, notOurs child.Inventory
+	for _, out := range a.applyStaged(ctx, req) {
+		res.Changes = append(res.Changes, out.res.Changes...)
+		res.Drifts = append(res.Drifts, out.res.Drifts...)
 		switch {
-		case err != nil:
-			res.Failed = append(res.Failed, &ChildError{Object: child.Describe(obj), Err: err})
-		case conflict != nil:
-			res.Conflicts = append(res.Conflicts, *conflict)
-			notOurs = append(notOurs, child.EntryOf(obj))
+		case out.err != nil:
+			res.Failed = append(res.Failed, &ChildError{Object: child.Describe(out.obj), Err: out.err})
+		case out.conflict != nil:
+			res.Conflicts = append(res.Conflicts, *out.conflict)
+			notOurs = append(notOurs, out.entry)
 			continue // not ours: never recorded, so never pruned
 		}
-		current = append(current, child.EntryOf(obj))
+		current = append(current, out.entry)
 	}
 	current.Sort()
 
-	stale := req.Previous.Without(current).Without(notOurs)
+	found, err := a.labelled(ctx, req)
+	if err != nil {
+		res.Failed = append(res.Failed, &ChildError{Object: child.Describe(ownerObject(req.Owner)), Err: err})
+	}
+	stale := req.Previous.Union(found).Without(current).Without(notOurs)
 	if len(res.Failed) > 0 || len(res.Conflicts) > 0 {
 		// Keep what cannot be pruned safely now for a later pass.
 		res.Inventory = append(current, stale...)
@@ -49,119 +56,209 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 	return res
 }
 
-func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured.Unstructured, res *Result) (*Conflict, error) {
-	if err := a.checkScope(req.Owner, obj); err != nil {
-		return nil, err
+// childWorkers bounds the children of one CR applied at once.
+const childWorkers = 4
+
+// outcome is what applying one child did.
+type outcome struct {
+	obj      *unstructured.Unstructured
+	entry    child.InventoryEntry
+	conflict *Conflict
+	err      error
+	res      Result // its changes and drifts
+}
+
+// applyStaged applies the children stage by stage (child.Stage), the
+// children of a stage concurrently: a reconcile waits for the slowest
+// request of each stage rather than for the sum of them all. Outcomes come
+// back in the order of req.Objects.
+func (a *Applier) applyStaged(ctx context.Context, req Request) []outcome {
+	outs := make([]outcome, len(req.Objects))
+	stages := map[int][]int{}
+	var order []int
+	for i, obj := range req.Objects {
+		s := child.Stage(obj.GroupVersionKind().GroupKind())
+		if _, ok := stages[s]; !ok {
+			order = append(order, s)
+		}
+		stages[s] = append(stages[s], i)
 	}
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
-	switch err := a.cache.Get(ctx, client.ObjectKeyFromObject(obj), live); {
-	case apierrors.IsNotFound(err):
-		live = nil
-	case err != nil:
-		return nil, fmt.Errorf("read: %w", err)
+	slices.Sort(order)
+	for _, s := range order {
+		var wg sync.WaitGroup
+		limit := make(chan struct{}, childWorkers)
+		for _, i := range stages[s] {
+			wg.Go(func() {
+				limit <- struct{}{}
+				defer func() { <-limit }()
+				o := &outs[i]
+				o.obj = req.Objects[i]
+				o.entry, o.conflict, o.err = a.applyChild(ctx, req, o.obj, &o.res)
+			})
+		}
+		wg.Wait()
+	}
+	return outs
+}
+
+// applyChild applies one child and returns its inventory entry, with the
+// digests of what it is now.
+func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured.Unstructured, res *Result) (child.InventoryEntry, *Conflict, error) {
+	entry := child.EntryOf(obj)
+	if err := a.checkScope(req.Owner, obj); err != nil {
+		return entry, nil, err
+	}
+	live, err := a.cached(ctx, obj)
+	if err != nil {
+		return entry, nil, err
+	}
+	if live == nil {
+		if child.CreateOnly(obj) {
+			return a.createOnce(ctx, req, obj, res)
+		}
+		stored, err := a.createAbsent(ctx, obj)
+		if err == nil {
+			res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
+			return a.remember(req.Owner, entry, obj, stored)
+		}
+		if !apierrors.IsConflict(err) {
+			return entry, nil, err
+		}
+		// It exists, and the cache does not hold it: it is not labelled as
+		// cuerator's, or the cache has not caught up. Decide on what the API
+		// server has.
+		if live, err = a.fresh(ctx, obj); err != nil {
+			return entry, nil, err
+		}
+		if live == nil {
+			return entry, nil, fmt.Errorf("created and deleted by someone else meanwhile; retried")
+		}
 	}
 
+	obj = Desired(obj, live)
 	switch Decide(obj, live, req.Owner) {
 	case StepRefuse:
-		return &Conflict{Object: child.Describe(obj), Owner: a.describeOwner(ctx, live)}, nil
+		return entry, &Conflict{Object: child.Describe(obj), Owner: a.describeOwner(ctx, live)}, nil
 	case StepKeep:
-		return nil, nil
-	case StepCreate:
-		if child.CreateOnly(obj) {
-			return nil, a.createOnce(ctx, obj, res)
-		}
+		return entry, nil, nil // never written again
 	}
 
+	key := keyOf(req.Owner, entry.ID)
 	desired, err := objectDigest(obj)
 	if err != nil {
-		return nil, err
+		return entry, nil, err
 	}
-	key := childKey(req.Owner, obj)
-	if snap, known := a.remembered(key); live != nil && known && snap.desired == desired {
+	known, inMemory := a.memory.get(key)
+	if !inMemory {
+		if e, ok := req.Previous.Find(entry.ID); ok && e.Desired != "" {
+			known = record{desired: e.Desired, managed: e.Managed}
+		}
+	}
+	if known.desired == desired {
+		if inMemory && live.GetResourceVersion() == known.verified {
+			return known.entry(entry), nil, nil // exactly as last seen
+		}
+		if inMemory && olderVersion(live.GetResourceVersion(), known.written) {
+			return known.entry(entry), nil, nil // the cache has not seen our last write yet
+		}
 		managed, err := managedDigest(obj, live)
 		if err != nil {
-			return nil, err
+			return entry, nil, err
 		}
-		if managed == snap.managed || olderVersion(live.GetResourceVersion(), snap.version) {
-			// Unchanged, or the cache has not seen our last write yet.
-			return nil, nil
+		if managed == known.managed {
+			// Unchanged: a change outside the fields cuerator sets (status,
+			// another controller's fields) is no drift.
+			known.verified = live.GetResourceVersion()
+			a.memory.put(key, known)
+			return known.entry(entry), nil, nil
 		}
-		// The cache keeps no managedFields; read who changed what.
-		if err := a.api.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
-			return nil, fmt.Errorf("read drifted object: %w", err)
-		}
-		fields, managers, err := describeDrift(obj, live)
+		drift, err := a.drift(ctx, obj, req.ReportDrift)
 		if err != nil {
-			return nil, err
+			return entry, nil, err
 		}
-		res.Drifts = append(res.Drifts, Drift{Object: child.Describe(obj), Fields: fields, Managers: managers, Corrected: !req.ReportDrift})
+		res.Drifts = append(res.Drifts, drift)
 		if req.ReportDrift {
-			return nil, nil
+			return known.entry(entry), nil, nil
 		}
 	}
 
-	opts := ssa.DefaultApplyOptions()
-	opts.ForceSelector = recreateSelector(obj)
-	entry, err := a.rm.Apply(ctx, obj.DeepCopy(), opts)
+	stored, action, err := a.update(ctx, obj, live)
 	if err != nil {
-		return nil, err
+		return entry, nil, err
 	}
-	switch entry.Action {
-	case ssa.CreatedAction:
-		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
-	case ssa.ConfiguredAction:
-		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionConfigure})
+	if action != "" {
+		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: action})
 	}
+	return a.remember(req.Owner, entry, obj, stored)
+}
 
-	// Remember how the server stored it, read past the cache.
-	stored := &unstructured.Unstructured{}
-	stored.SetGroupVersionKind(obj.GroupVersionKind())
-	if err := a.api.Get(ctx, client.ObjectKeyFromObject(obj), stored); err != nil {
-		return nil, fmt.Errorf("read after apply: %w", err)
+// entry is e with the record's digests.
+func (r record) entry(e child.InventoryEntry) child.InventoryEntry {
+	e.Desired, e.Managed = r.desired, r.managed
+	return e
+}
+
+// remember records what was applied as obj and stored as stored, and
+// returns the inventory entry that says so.
+func (a *Applier) remember(owner child.Owner, entry child.InventoryEntry, obj, stored *unstructured.Unstructured) (child.InventoryEntry, *Conflict, error) {
+	desired, err := objectDigest(obj)
+	if err != nil {
+		return entry, nil, err
 	}
 	managed, err := managedDigest(obj, stored)
 	if err != nil {
-		return nil, err
+		return entry, nil, err
 	}
-	a.remember(key, snapshot{desired: desired, managed: managed, version: stored.GetResourceVersion()})
-	return nil, nil
+	r := record{desired: desired, managed: managed, written: stored.GetResourceVersion(), verified: stored.GetResourceVersion()}
+	a.memory.put(keyOf(owner, entry.ID), r)
+	return r.entry(entry), nil, nil
 }
 
-// describeOwner names who holds live. The informer cache drops
-// managedFields to save memory, so it reads them from the API server when
-// the object has no controller to name.
+// cached returns obj's live object from the cache of owner-labelled
+// objects, or nil when the cache does not hold it.
+func (a *Applier) cached(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	switch err := a.children.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	return live, nil
+}
+
+// fresh reads obj from the API server, managedFields included; nil when it
+// does not exist.
+func (a *Applier) fresh(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	switch err := a.api.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	return live, nil
+}
+
+// describeOwner names who holds live: its controller, else the field
+// managers that wrote it (the cache keeps their names).
 func (a *Applier) describeOwner(ctx context.Context, live *unstructured.Unstructured) string {
 	if owner := CurrentOwner(live); owner != unknownOwner {
 		return owner
 	}
-	fresh := &unstructured.Unstructured{}
-	fresh.SetGroupVersionKind(live.GroupVersionKind())
-	if err := a.api.Get(ctx, client.ObjectKeyFromObject(live), fresh); err != nil {
+	fresh, err := a.fresh(ctx, live)
+	if err != nil || fresh == nil {
 		return unknownOwner
 	}
 	return CurrentOwner(fresh)
 }
 
-// createOnce creates a create-only child that does not exist. It creates
-// rather than applies: if the cache had not yet seen the object, an apply
-// would overwrite what was generated the first time (a password).
-func (a *Applier) createOnce(ctx context.Context, obj *unstructured.Unstructured, res *Result) error {
-	err := a.cache.Create(ctx, obj.DeepCopy(), client.FieldOwner(child.FieldManager))
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
-	return nil
-}
-
 // checkScope refuses children a CR may not produce: kinds the cluster does
 // not serve, cluster-scoped objects for a namespaced CR, other namespaces.
 func (a *Applier) checkScope(owner child.Owner, obj *unstructured.Unstructured) error {
-	namespaced, err := a.cache.IsObjectNamespaced(obj)
+	namespaced, err := a.children.IsObjectNamespaced(obj)
 	if meta.IsNoMatchError(err) {
 		return fmt.Errorf("%s is not served by the cluster (is its CRD installed?)", obj.GroupVersionKind())
 	}
@@ -178,6 +275,18 @@ func (a *Applier) checkScope(owner child.Owner, obj *unstructured.Unstructured) 
 		return fmt.Errorf("must be in the CR's namespace %q", owner.Namespace)
 	}
 	return nil
+}
+
+// isNotServed reports whether err says the cluster serves no such kind.
+func isNotServed(err error) bool { return meta.IsNoMatchError(err) }
+
+// ownerObject is a stub of the owner, for messages.
+func ownerObject(o child.Owner) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(o.GVK)
+	u.SetNamespace(o.Namespace)
+	u.SetName(o.Name)
+	return u
 }
 
 // olderVersion reports whether resourceVersion a is older than b. Versions

@@ -41,6 +41,23 @@ func Decide(desired, live *unstructured.Unstructured, owner child.Owner) Step {
 	return StepApply
 }
 
+// Desired is what to apply for desired over live: desired itself, or
+// desired without its controller reference when a user marked the live child
+// Retain or Orphan. Such a child must outlive its CR, and the garbage
+// collector deletes whatever names the deleted CR as its controller.
+func Desired(desired, live *unstructured.Unstructured) *unstructured.Unstructured {
+	if live == nil || len(desired.GetOwnerReferences()) == 0 {
+		return desired
+	}
+	switch child.PrunePolicy(live.GetAnnotations()[child.AnnotationPrune]) {
+	case child.PruneRetain, child.PruneOrphan:
+		out := desired.DeepCopy()
+		out.SetOwnerReferences(nil)
+		return out
+	}
+	return desired
+}
+
 // PruneStep is what pruning does with a stale child: one that the CR's
 // inventory lists and its render no longer produces.
 type PruneStep string
@@ -73,15 +90,28 @@ func DecidePrune(live *unstructured.Unstructured, owner child.Owner) PruneStep {
 }
 
 // ownedBy reports whether live belongs to owner: its controller reference
-// names owner's UID, or, for children kept without one (Orphan, Retain), it
-// carries owner's labels and no other controller.
+// names owner's UID, or, for children kept without one (Orphan, Retain,
+// children of a CR deleted and created again), it carries owner's labels,
+// no other controller, and evidence that cuerator wrote it or was handed it:
+// cuerator among its field managers, or the adopt annotation. Labels alone
+// prove nothing: anyone who may patch an object can set them.
 func ownedBy(live *unstructured.Unstructured, owner child.Owner) bool {
 	for _, ref := range live.GetOwnerReferences() {
 		if ref.Controller != nil && *ref.Controller {
 			return ref.UID == owner.UID
 		}
 	}
-	return owner.HasOwnerLabels(live)
+	return owner.HasOwnerLabels(live) && (writtenBy(live, child.FieldManager) || child.AdoptionAllowed(live))
+}
+
+// writtenBy reports whether manager is among live's field managers.
+func writtenBy(live *unstructured.Unstructured, manager string) bool {
+	for _, mf := range live.GetManagedFields() {
+		if mf.Manager == manager {
+			return true
+		}
+	}
+	return false
 }
 
 // recreateSelector is the ssa ForceSelector that lets a child be deleted

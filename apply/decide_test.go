@@ -34,6 +34,19 @@ func stamped(o *unstructured.Unstructured) { child.Stamp(o, widgetOwner) }
 
 func labelsOnly(o *unstructured.Unstructured) { o.SetLabels(widgetOwner.Labels()) }
 
+// keptByCuerator is a child cuerator wrote and kept without a reference:
+// its labels and cuerator among its field managers.
+func keptByCuerator(o *unstructured.Unstructured) {
+	labelsOnly(o)
+	writtenAs("cuerator")(o)
+}
+
+func writtenAs(manager string) func(*unstructured.Unstructured) {
+	return func(o *unstructured.Unstructured) {
+		o.SetManagedFields(append(o.GetManagedFields(), metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationApply}))
+	}
+}
+
 func annotated(k, v string) func(*unstructured.Unstructured) {
 	return func(o *unstructured.Unstructured) {
 		a := o.GetAnnotations()
@@ -64,7 +77,9 @@ func TestDecide(t *testing.T) {
 		{"absent", cm(stamped), nil, StepCreate},
 		{"absent create-only", cm(stamped, annotated(child.AnnotationApply, child.ApplyCreateOnly)), nil, StepCreate},
 		{"ours by reference", cm(stamped), cm(stamped), StepApply},
-		{"ours by labels (kept without reference)", cm(stamped), cm(labelsOnly), StepApply},
+		{"ours, kept without reference", cm(stamped), cm(keptByCuerator), StepApply},
+		{"owner labels alone prove nothing", cm(stamped), cm(labelsOnly, writtenAs("kubectl-edit")), StepRefuse},
+		{"owner labels, handed over", cm(stamped), cm(labelsOnly, annotated(child.AnnotationAdopt, "true")), StepApply},
 		{"ours, create-only", cm(stamped, annotated(child.AnnotationApply, child.ApplyCreateOnly)), cm(stamped), StepKeep},
 		{"someone else's", cm(stamped), cm(), StepRefuse},
 		{"another controller, our labels", cm(stamped), cm(labelsOnly, controlledBy("uid-other")), StepRefuse},
@@ -85,11 +100,12 @@ func TestDecidePrune(t *testing.T) {
 		want PruneStep
 	}{
 		{"ours", obj("v1", "ConfigMap", "c", stamped), PruneRemove},
-		{"ours, Retain", obj("v1", "ConfigMap", "c", labelsOnly, annotated(child.AnnotationPrune, "Retain")), PruneKeep},
-		{"ours, Orphan", obj("v1", "ConfigMap", "c", labelsOnly, annotated(child.AnnotationPrune, "Orphan")), PruneRelease},
+		{"ours, Retain", obj("v1", "ConfigMap", "c", keptByCuerator, annotated(child.AnnotationPrune, "Retain")), PruneKeep},
+		{"ours, Orphan", obj("v1", "ConfigMap", "c", keptByCuerator, annotated(child.AnnotationPrune, "Orphan")), PruneRelease},
+		{"owner labels alone are not deleted", obj("v1", "ConfigMap", "c", labelsOnly), PruneSkip},
 		{"ours, explicit Delete", obj("v1", "ConfigMap", "c", stamped, annotated(child.AnnotationPrune, "Delete")), PruneRemove},
-		{"claims are retained by default", obj("v1", "PersistentVolumeClaim", "d", labelsOnly), PruneKeep},
-		{"a claim told to go", obj("v1", "PersistentVolumeClaim", "d", labelsOnly, annotated(child.AnnotationPrune, "Delete")), PruneRemove},
+		{"claims are retained by default", obj("v1", "PersistentVolumeClaim", "d", keptByCuerator), PruneKeep},
+		{"a claim told to go", obj("v1", "PersistentVolumeClaim", "d", keptByCuerator, annotated(child.AnnotationPrune, "Delete")), PruneRemove},
 		{"someone else's", obj("v1", "ConfigMap", "c"), PruneSkip},
 		{"another controller's", obj("v1", "ConfigMap", "c", labelsOnly, controlledBy("uid-other")), PruneSkip},
 		{"a Namespace is never deleted", obj("v1", "Namespace", "n", stamped), PruneSkip},
@@ -118,6 +134,34 @@ func TestRecreateSelector(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := recreateSelector(tc.obj); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("recreateSelector = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A user's Retain or Orphan on the live child takes the ownerReference off
+// what is applied, so that the child outlives its CR.
+func TestDesiredFollowsThePolicyOnTheLiveChild(t *testing.T) {
+	desired := obj("apps/v1", "Deployment", "d", stamped)
+	for _, tc := range []struct {
+		name      string
+		live      *unstructured.Unstructured
+		reference bool
+	}{
+		{"absent", nil, true},
+		{"live, no policy", obj("apps/v1", "Deployment", "d", stamped), true},
+		{"live, Delete", obj("apps/v1", "Deployment", "d", stamped, annotated(child.AnnotationPrune, "Delete")), true},
+		{"live, Retain", obj("apps/v1", "Deployment", "d", stamped, annotated(child.AnnotationPrune, "Retain")), false},
+		{"live, Orphan", obj("apps/v1", "Deployment", "d", stamped, annotated(child.AnnotationPrune, "Orphan")), false},
+		{"live, nonsense", obj("apps/v1", "Deployment", "d", stamped, annotated(child.AnnotationPrune, "Keep")), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Desired(desired, tc.live)
+			if has := len(got.GetOwnerReferences()) > 0; has != tc.reference {
+				t.Errorf("ownerReference kept = %v, want %v", has, tc.reference)
+			}
+			if len(desired.GetOwnerReferences()) == 0 {
+				t.Fatal("Desired changed its input")
 			}
 		})
 	}

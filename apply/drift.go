@@ -2,7 +2,6 @@ package apply
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -43,32 +42,23 @@ func extractFields(live *unstructured.Unstructured, set *fieldpath.Set) (*typed.
 	return tv.ExtractItems(set.Leaves()), nil
 }
 
-// managedDigest hashes what live holds at the fields desired sets. Right
-// after an apply it is the server's normalized form of desired; when it
-// changes later, someone else changed a field cuerator owns.
-func managedDigest(desired, live *unstructured.Unstructured) ([32]byte, error) {
+// managedDigest is the digest of what live holds at the fields desired
+// sets. Right after an apply it is the server's normalized form of desired;
+// when it changes later, someone else changed a field cuerator owns.
+func managedDigest(desired, live *unstructured.Unstructured) (string, error) {
 	_, set, err := desiredFields(desired)
 	if err != nil {
-		return [32]byte{}, err
+		return "", err
 	}
 	ex, err := extractFields(live, set)
 	if err != nil {
-		return [32]byte{}, err
+		return "", err
 	}
 	b, err := json.Marshal(ex.AsValue().Unstructured())
 	if err != nil {
-		return [32]byte{}, err
+		return "", err
 	}
-	return sha256.Sum256(b), nil
-}
-
-// objectDigest hashes a desired object.
-func objectDigest(obj *unstructured.Unstructured) ([32]byte, error) {
-	b, err := json.Marshal(obj.Object)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	return sha256.Sum256(b), nil
+	return digest(b), nil
 }
 
 // Drift is a change to fields of a child that cuerator applied.

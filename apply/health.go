@@ -33,7 +33,7 @@ func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured)
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(obj.GroupVersionKind())
 		h := Health{Object: child.Describe(obj)}
-		switch err := a.cache.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+		switch err := a.children.Get(ctx, client.ObjectKeyFromObject(obj), live); {
 		case meta.IsNoMatchError(err):
 			h.Status, h.Message = status.UnknownStatus, "kind not served by the cluster"
 		case apierrors.IsNotFound(err):

@@ -13,11 +13,13 @@ import (
 	"github.com/cuerator/cuerator/child"
 )
 
-// prune removes the stale children: those in the previous inventory that the
-// template no longer produces. It reads each one from the API server first
-// and acts as DecidePrune says, deleting with a UID precondition so a
-// re-created object of the same name is never hit. It returns the entries to
-// keep in the inventory: the ones whose delete failed, for a retry.
+// prune acts on the stale children, those the owner had that the template
+// no longer produces, as DecidePrune says. It decides on the cached object,
+// which costs no request when the answer is to keep it, and reads the API
+// server again before it deletes or releases anything; a delete carries a
+// UID precondition, so a re-created object of the same name is never hit.
+// It returns the entries to keep in the inventory: those whose prune failed,
+// for a retry.
 func (a *Applier) prune(ctx context.Context, req Request, stale child.Inventory, res *Result) child.Inventory {
 	var keep child.Inventory
 	for _, entry := range stale {
@@ -37,26 +39,31 @@ func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.
 	if child.NeverDeleted(stub.GroupVersionKind().GroupKind()) {
 		return nil // not even read: nothing would be done to it
 	}
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(stub.GroupVersionKind())
-	err := a.api.Get(ctx, client.ObjectKeyFromObject(stub), live)
+	live, err := a.cached(ctx, stub)
 	// A kind the cluster does not serve has no objects: a child recorded
-	// before an apply that failed for that reason was never created. (The
-	// REST mapper looks again before it answers no match.)
-	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+	// before an apply that failed for that reason was never created.
+	if meta.IsNoMatchError(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	step := DecidePrune(live, req.Owner)
-	if step == PruneSkip {
-		return nil // someone else's now: not ours to delete
+	if live == nil || !writes(DecidePrune(live, req.Owner)) {
+		// Gone, or no longer labelled as the CR's (either way not ours to
+		// touch), or kept; should the cache lag behind a child created just
+		// now, its owner labels bring it back to a later reconcile.
+		if live != nil {
+			a.memory.drop(keyOf(req.Owner, child.EntryOf(stub).ID))
+		}
+		return nil
 	}
-	defer a.forgetChild(childKey(req.Owner, stub))
-
+	if live, err = a.fresh(ctx, stub); err != nil || live == nil {
+		return err
+	}
+	step := DecidePrune(live, req.Owner)
+	defer a.memory.drop(keyOf(req.Owner, child.EntryOf(stub).ID))
 	switch step {
-	case PruneKeep:
+	case PruneSkip, PruneKeep:
 		return nil
 	case PruneRelease:
 		if err := a.release(ctx, live); err != nil {
@@ -66,7 +73,7 @@ func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.
 		return nil
 	}
 	uid := live.GetUID()
-	err = a.cache.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	err = a.children.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil // gone, or replaced by another object of that name
 	}
@@ -77,10 +84,13 @@ func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.
 	return nil
 }
 
+// writes reports whether a prune step changes the cluster.
+func writes(step PruneStep) bool { return step == PruneRelease || step == PruneRemove }
+
 // release removes cuerator's owner labels and reference from an orphaned
 // child, so that no CR claims it any more.
 func (a *Applier) release(ctx context.Context, live *unstructured.Unstructured) error {
 	patch := client.MergeFrom(live.DeepCopy())
 	child.Unstamp(live)
-	return a.cache.Patch(ctx, live, patch)
+	return a.children.Patch(ctx, live, patch)
 }

@@ -137,6 +137,7 @@ func (d *Differ) diffChild(ctx context.Context, owner child.Owner, obj *unstruct
 	case err != nil:
 		return nil, fmt.Errorf("read: %w", err)
 	}
+	obj = apply.Desired(obj, live)
 	switch apply.Decide(obj, live, owner) {
 	case apply.StepCreate:
 		// Dry-run the create too: a child the server would reject is an

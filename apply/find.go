@@ -1,0 +1,56 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cuerator/cuerator/child"
+)
+
+// OwnerIndex is the cache index of children by the CR their owner labels
+// name: "<owner-kind label>/<owner name>", in the child's namespace.
+const OwnerIndex = "cuerator.dev/owner"
+
+// IndexOwner adds OwnerIndex to indexer's informer of gvk. Every child kind
+// is indexed so that children no inventory names are still found.
+func IndexOwner(ctx context.Context, indexer client.FieldIndexer, gvk schema.GroupVersionKind) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gvk)
+	return indexer.IndexField(ctx, obj, OwnerIndex, func(o client.Object) []string {
+		l := o.GetLabels()
+		if l[child.LabelOwnerKind] == "" || l[child.LabelOwnerName] == "" {
+			return nil
+		}
+		return []string{l[child.LabelOwnerKind] + "/" + l[child.LabelOwnerName]}
+	})
+}
+
+// labelled returns the inventory entries of the cached children of req's
+// kinds that carry the owner's labels: what the owner may have created
+// without recording it. It reads the cache only.
+func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, error) {
+	var found child.Inventory
+	key := child.KindLabel(req.Owner.GVK) + "/" + req.Owner.Name
+	for _, gvk := range req.ChildKinds {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		opts := []client.ListOption{client.MatchingFields{OwnerIndex: key}}
+		if req.Owner.Namespace != "" {
+			opts = append(opts, client.InNamespace(req.Owner.Namespace))
+		}
+		if err := a.children.List(ctx, list, opts...); err != nil {
+			if isNotServed(err) {
+				continue // no objects of a kind the cluster does not serve
+			}
+			return nil, fmt.Errorf("list %s children: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			found = append(found, child.EntryOf(&list.Items[i]))
+		}
+	}
+	return found, nil
+}
