@@ -7,18 +7,24 @@ import (
 	"net/http"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/cuerator/cuerator/child"
 	"github.com/cuerator/cuerator/render"
 )
 
@@ -77,7 +83,14 @@ func NewManager(cfg *rest.Config, lib *render.Library, opts ManagerOptions) (ctr
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if err := Setup(mgr, lib, opts.Options); err != nil {
+	children, err := childCluster(cfg, mgr, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(children); err != nil {
+		return nil, err
+	}
+	if err := Setup(mgr, children, lib, opts.Options); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -89,7 +102,7 @@ func NewManager(cfg *rest.Config, lib *render.Library, opts ManagerOptions) (ctr
 	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), readyzSyncWait)
 		defer cancel()
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
+		if !mgr.GetCache().WaitForCacheSync(ctx) || !children.GetCache().WaitForCacheSync(ctx) {
 			return errors.New("caches not synced")
 		}
 		return nil
@@ -111,12 +124,12 @@ func metricsOptions(opts ManagerOptions) metricsserver.Options {
 	return mo
 }
 
-// cacheOptions scopes the informers: to one namespace, and for the CRs of
-// every kind to the label selector, so that CRs of other shards are not even
-// cached. Children stay unfiltered: they do not carry their CR's labels.
+// cacheOptions scopes the manager's informers, which hold the CRs and the
+// metadata of the pods templates observe: to one namespace, and for the CRs
+// of every kind to the label selector, so that CRs of other shards are not
+// even cached. Children live in a cache of their own (childCluster).
 func cacheOptions(lib *render.Library, opts ManagerOptions) cache.Options {
-	// managedFields are most of an object's size and the comparisons do not
-	// need them; the engine reads them from the API server when it reports.
+	// managedFields are most of an object's size and nothing reads them.
 	co := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if opts.SyncPeriod > 0 {
 		co.SyncPeriod = &opts.SyncPeriod
@@ -124,13 +137,84 @@ func cacheOptions(lib *render.Library, opts ManagerOptions) cache.Options {
 	if opts.WatchNamespace != "" {
 		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
 	}
+	co.ByObject = map[client.Object]cache.ByObject{}
 	if opts.WatchLabelSelector != nil && !opts.WatchLabelSelector.Empty() {
-		co.ByObject = map[client.Object]cache.ByObject{}
 		for _, kind := range lib.Kinds() {
 			cr := &unstructured.Unstructured{}
 			cr.SetGroupVersionKind(kind.GVK)
 			co.ByObject[cr] = cache.ByObject{Label: opts.WatchLabelSelector}
 		}
 	}
+	// Pods are foreign objects: a status projection needs their name and
+	// labels alone.
+	pods := &metav1.PartialObjectMetadata{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	co.ByObject[pods] = cache.ByObject{Transform: keepPodIdentity}
 	return co
+}
+
+// childCluster is where children are read from: a cache of the objects
+// that carry cuerator's owner label, filtered by the API server, so that
+// the cluster's other Secrets, ConfigMaps, Deployments (Helm's release
+// Secrets, other operators' objects) never reach this process. Objects
+// without the label are read from the API server when a child's name is
+// found taken, which is what the adoption guard needs of them.
+func childCluster(cfg *rest.Config, mgr ctrl.Manager, opts ManagerOptions) (cluster.Cluster, error) {
+	owned, err := labels.NewRequirement(child.LabelOwnerKind, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
+	co := cache.Options{
+		DefaultLabelSelector: labels.NewSelector().Add(*owned),
+		DefaultTransform:     keepManagerNames,
+	}
+	if opts.SyncPeriod > 0 {
+		co.SyncPeriod = &opts.SyncPeriod
+	}
+	if opts.WatchNamespace != "" {
+		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
+	}
+	c, err := cluster.New(cfg, func(o *cluster.Options) {
+		o.Scheme = mgr.GetScheme()
+		o.HTTPClient = mgr.GetHTTPClient()
+		o.MapperProvider = func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mgr.GetRESTMapper(), nil }
+		o.Cache = co
+		o.Client = client.Options{Cache: &client.CacheOptions{Unstructured: true}}
+		o.NewClient = opts.NewClient
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the children's cache: %w", err)
+	}
+	return c, nil
+}
+
+// keepManagerNames drops what managedFields record of each field and keeps
+// who wrote the object: the adoption guard's evidence that cuerator wrote a
+// child, and the names a refusal gives, without the bulk of the object.
+func keepManagerNames(in any) (any, error) {
+	obj, err := meta.Accessor(in)
+	if err != nil || obj.GetManagedFields() == nil {
+		return in, nil
+	}
+	var names []metav1.ManagedFieldsEntry
+	seen := map[string]bool{}
+	for _, mf := range obj.GetManagedFields() {
+		if !seen[mf.Manager] {
+			seen[mf.Manager] = true
+			names = append(names, metav1.ManagedFieldsEntry{Manager: mf.Manager, Operation: mf.Operation})
+		}
+	}
+	obj.SetManagedFields(names)
+	return in, nil
+}
+
+// keepPodIdentity keeps of a pod's metadata what observing it needs.
+func keepPodIdentity(in any) (any, error) {
+	if pod, ok := in.(*metav1.PartialObjectMetadata); ok {
+		pod.ObjectMeta = metav1.ObjectMeta{
+			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+			Labels: pod.Labels, DeletionTimestamp: pod.DeletionTimestamp,
+		}
+	}
+	return in, nil
 }

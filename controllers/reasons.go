@@ -45,13 +45,9 @@ const (
 	ReasonDrifted = "Drifted"
 )
 
-// Reasons of the normal events that say what a reconcile changed.
-const (
-	ReasonChildCreated    = "ChildCreated"
-	ReasonChildConfigured = "ChildConfigured"
-	ReasonChildDeleted    = "ChildDeleted"
-	ReasonChildOrphaned   = "ChildOrphaned"
-)
+// ReasonChildrenChanged (events): what a reconcile created, configured,
+// re-created, deleted or orphaned, in one event.
+const ReasonChildrenChanged = "ChildrenChanged"
 
 // Actions of events (events.k8s.io's "action" field).
 const (

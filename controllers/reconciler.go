@@ -7,13 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
@@ -32,7 +32,10 @@ type Reconciler struct {
 	Client client.Client
 	// GVK is the kind this reconciler serves; its template comes from
 	// Templates at each reconcile, so a reloaded template takes effect.
-	GVK       schema.GroupVersionKind
+	GVK schema.GroupVersionKind
+	// Children are the child kinds of the template that are watched (and
+	// indexed by owner): where children no inventory names are looked for.
+	Children  *childWatches
 	Templates *templates
 	Applier   *apply.Applier
 	Recorder  events.EventRecorder
@@ -42,6 +45,9 @@ type Reconciler struct {
 	// looks again: the adopt annotation goes on an object that sends this
 	// CR no event.
 	ConflictRetry time.Duration
+
+	settled settledCRs
+	written statusWrites
 }
 
 // statusWriteTimeout bounds the status write that ends every reconcile.
@@ -64,6 +70,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Applier.Forget(req.NamespacedName)
+			r.settled.drop(req.NamespacedName)
+			r.written.forget(req.NamespacedName)
 			forgetChildren(r.GVK, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -72,27 +80,49 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// Children carry an ownerReference: the garbage collector removes them.
 		return ctrl.Result{}, nil
 	}
+	if loadErr == nil && r.unchanged(ctx, cr, kind) {
+		return ctrl.Result{}, nil // a resync, or news that changes nothing read
+	}
 	log.FromContext(ctx).V(1).Info("reconciling", "generation", cr.GetGeneration())
 
 	st := newStatus(cr)
+	seen := settled{uid: cr.GetUID(), kind: kind}
 	defer func() {
 		// The reconcile's own deadline may be what ended it: the status
 		// that says so gets a moment of its own.
 		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 		defer cancel()
-		retErr = errors.Join(retErr, r.writeStatus(writeCtx, cr, st))
+		version, err := r.writeStatus(writeCtx, cr, st)
+		if held := (*heldStatus)(nil); errors.As(err, &held) {
+			// Progress details wait their turn; the reconcile comes back then.
+			if result.RequeueAfter == 0 || held.wait < result.RequeueAfter {
+				result.RequeueAfter = held.wait
+			}
+			err = nil
+		}
+		retErr = errors.Join(retErr, err)
+		if retErr == nil && result == (ctrl.Result{}) && loadErr == nil && version != "" {
+			seen.version = version
+			r.settled.put(client.ObjectKeyFromObject(cr), seen)
+		} else {
+			r.settled.drop(client.ObjectKeyFromObject(cr))
+		}
 	}()
 	st.templates(loadErr)
 	if loadErr != nil {
 		r.warn(cr, ReasonTemplateLoadFailed, actionRender, templatesMessage(loadErr))
 	}
-	return r.reconcile(ctx, cr, kind, st)
+	return r.reconcile(ctx, cr, kind, st, &seen)
 }
 
-// reconcile runs the phases: render, record new children, apply (and
-// prune), read health, project the template's status. Each phase that fails
-// leaves st saying why.
-func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status) (ctrl.Result, error) {
+// reconcile runs the phases: render, apply (and prune), read health,
+// project the template's status. Each phase that fails leaves st saying
+// why.
+//
+// No status is written before children are created: a child created by an
+// operator stopped before it could record it carries the CR's owner labels,
+// and the next reconcile finds it in the cache of children by those labels.
+func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status, seen *settled) (ctrl.Result, error) {
 	rendered, err := r.render(cr, kind)
 	if err != nil {
 		// Retrying cannot fix a spec or template error; a new generation
@@ -106,10 +136,10 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 
-	if err := r.recordNewChildren(ctx, cr, rendered, st); err != nil {
+	if err := r.Children.catchUp(gvksOf(rendered.Objects)); err != nil {
+		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
-
 	res := r.apply(ctx, cr, kind, rendered, st)
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
@@ -129,10 +159,20 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
 	}
+	for i, live := range lives {
+		seen.children = append(seen.children, apply.Seen{Object: rendered.Objects[i], Version: live.GetResourceVersion()})
+	}
 	observed, err := r.observe(ctx, cr, rendered, lives)
 	if err != nil {
 		st.failing(ReasonObserveFailed, err.Error())
 		return ctrl.Result{}, err
+	}
+	if rendered.PodSelector != nil {
+		names := make([]string, len(observed.Pods))
+		for i, p := range observed.Pods {
+			names[i] = p.Name
+		}
+		seen.podSelector, seen.pods = rendered.PodSelector, digestNames(names)
 	}
 	projected, err := rendered.Status(observed)
 	if err != nil {
@@ -153,72 +193,71 @@ func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*
 	return rendered, err
 }
 
-// recordNewChildren is the inventory checkpoint: children about to be
-// created are recorded in status before they are created. An operator
-// killed between the create and the status write would otherwise leave a
-// child that no inventory names, and that no prune could ever find.
-func (r *Reconciler) recordNewChildren(ctx context.Context, cr *unstructured.Unstructured, rendered *render.Rendered, st *status) error {
-	added := child.InventoryOf(rendered.Objects).Without(child.InventoryFromStatus(cr))
-	if len(added) == 0 {
-		return nil
-	}
-	st.inventory = st.inventory.Union(added)
-	msg := fmt.Sprintf("applying %d new children", len(added))
-	st.set(ConditionReady, metav1.ConditionFalse, ReasonApplying, msg)
-	st.set(ConditionReconciling, metav1.ConditionTrue, ReasonApplying, msg)
-	return r.writeStatus(ctx, cr, st)
-}
-
 // apply pushes the children, prunes what the template dropped, and records
 // the outcome in st, events and metrics.
 func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, st *status) *apply.Result {
 	defer observePhase(r.GVK, phaseApply)()
+	previous := st.inventory
 	res := r.Applier.Apply(ctx, apply.Request{
 		Owner:       kind.Owner(cr),
 		Objects:     rendered.Objects,
-		Previous:    st.inventory,
+		Previous:    previous,
+		ChildKinds:  r.Children.kinds(),
 		ReportDrift: cr.GetAnnotations()[child.AnnotationDrift] == child.DriftReport,
 	})
 	st.inventory = res.Inventory
+	if !kind.KeepsDigests() {
+		// The status would be refused; a restart then reads the children.
+		st.inventory = st.inventory.WithoutDigests()
+	}
 	st.drift(res.Drifts)
-	r.record(cr, res)
+	r.record(cr, res, len(previous) == 0)
 	countApply(r.GVK, client.ObjectKeyFromObject(cr), res)
 	return res
-}
-
-// changeReasons name the event of each write.
-var changeReasons = map[apply.Action]string{
-	apply.ActionCreate:    ReasonChildCreated,
-	apply.ActionConfigure: ReasonChildConfigured,
-	apply.ActionDelete:    ReasonChildDeleted,
-	apply.ActionOrphan:    ReasonChildOrphaned,
 }
 
 // pastTense of each write, for event notes.
 var pastTense = map[apply.Action]string{
 	apply.ActionCreate:    "created",
 	apply.ActionConfigure: "configured",
+	apply.ActionRecreate:  "re-created",
 	apply.ActionDelete:    "deleted",
 	apply.ActionOrphan:    "orphaned",
 }
 
-// record turns what the apply did into events.
-func (r *Reconciler) record(cr *unstructured.Unstructured, res *apply.Result) {
+// record reports what one apply did in at most one event per kind of news:
+// what changed (with the drifts it corrected), what it refused, what failed.
+// The children a new CR starts with are no news: its status lists them.
+func (r *Reconciler) record(cr *unstructured.Unstructured, res *apply.Result, firstApply bool) {
+	var changes []string
+	onlyCreates := true
 	for _, c := range res.Changes {
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, changeReasons[c.Action], actionApply, "%s %s", c.Object, pastTense[c.Action])
+		changes = append(changes, c.Object+" "+pastTense[c.Action])
+		onlyCreates = onlyCreates && c.Action == apply.ActionCreate
 	}
+	var drifts []string
 	for _, d := range res.Drifts {
 		action := "corrected"
 		if !d.Corrected {
 			action = "left in place (drift policy report)"
 		}
-		r.warn(cr, ReasonDrifted, actionApply, d.String()+"; "+action)
+		drifts = append(drifts, d.String()+"; "+action)
 	}
-	for _, c := range res.Conflicts {
-		r.warn(cr, ReasonAdoptionRefused, actionApply, c.String())
+	switch {
+	case len(drifts) > 0:
+		r.warn(cr, ReasonDrifted, actionApply, strings.Join(append(drifts, changes...), "; "))
+	case len(changes) > 0 && !(firstApply && onlyCreates):
+		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, ReasonChildrenChanged, actionApply, "%s", strings.Join(changes, "; "))
 	}
-	for _, f := range res.Failed {
-		r.warn(cr, ReasonApplyFailed, actionApply, f.Error())
+	if len(res.Conflicts) > 0 {
+		msgs := make([]string, len(res.Conflicts))
+		for i, c := range res.Conflicts {
+			msgs[i] = c.String()
+		}
+		r.warn(cr, ReasonAdoptionRefused, actionApply, strings.Join(msgs, "; "))
+	}
+	if err := res.Err(); err != nil {
+		r.warn(cr, ReasonApplyFailed, actionApply, err.Error())
 	}
 }
 
@@ -236,29 +275,36 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 	if rendered.PodSelector == nil {
 		return obs, nil
 	}
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods, client.InNamespace(cr.GetNamespace()), client.MatchingLabels(rendered.PodSelector)); err != nil {
+	names, err := r.podNames(ctx, cr.GetNamespace(), rendered.PodSelector)
+	if err != nil {
 		return obs, fmt.Errorf("list pods: %w", err)
 	}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp.IsZero() {
-			obs.Pods = append(obs.Pods, render.ObservedPod{Name: p.Name})
-		}
+	// In name order: a list from the cache has none, and a status that
+	// reordered itself would be written again and again.
+	sort.Strings(names)
+	for _, name := range names {
+		obs.Pods = append(obs.Pods, render.ObservedPod{Name: name})
 	}
 	return obs, nil
 }
 
 // writeStatus server-side applies the status subresource, so the operator
-// owns exactly the status fields it sets and never touches spec.
-func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructured, st *status) error {
+// owns exactly the status fields it sets and never touches spec. It returns
+// the CR's resourceVersion after the write ("" when the CR is gone).
+func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructured, st *status) (string, error) {
 	defer observePhase(r.GVK, phaseStatus)()
 	desired, err := st.build()
 	if err != nil {
-		return err
+		return "", err
 	}
-	if equality.Semantic.DeepEqual(desired, cr.Object["status"]) {
-		return nil // an unchanged status costs no request
+	current, _ := cr.Object["status"].(map[string]any)
+	if equality.Semantic.DeepEqual(desired, current) {
+		return cr.GetResourceVersion(), nil // an unchanged status costs no request
+	}
+	if progressOnly(current, desired) {
+		if wait := r.written.holdFor(client.ObjectKeyFromObject(cr), progressInterval); wait > 0 {
+			return "", &heldStatus{wait: wait}
+		}
 	}
 	patch := &unstructured.Unstructured{}
 	patch.SetGroupVersionKind(r.GVK)
@@ -267,10 +313,24 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 	patch.Object["status"] = desired
 	err = r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(child.FieldManager), client.ForceOwnership)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("write status: %w", err)
+		return "", fmt.Errorf("write status: %w", err)
 	}
-	return nil
+	r.written.mark(client.ObjectKeyFromObject(cr))
+	return patch.GetResourceVersion(), nil
+}
+
+// gvksOf returns the kinds of objs, each once.
+func gvksOf(objs []*unstructured.Unstructured) []schema.GroupVersionKind {
+	var out []schema.GroupVersionKind
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, o := range objs {
+		if gvk := o.GroupVersionKind(); !seen[gvk] {
+			seen[gvk] = true
+			out = append(out, gvk)
+		}
+	}
+	return out
 }

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -40,19 +43,23 @@ type Options struct {
 	TemplatesPoll time.Duration
 }
 
-// Setup registers one controller per kind of lib with mgr. Kinds come from
-// the template library; none is coded here.
-func Setup(mgr ctrl.Manager, lib *render.Library, opts Options) error {
+// Setup registers one controller per kind of lib with mgr; children are read
+// from the cache of children. Kinds come from the template library; none is
+// coded here.
+func Setup(mgr ctrl.Manager, children cluster.Cluster, lib *render.Library, opts Options) error {
 	s := &setup{
 		mgr:       mgr,
+		children:  children,
 		opts:      opts,
-		applier:   apply.NewApplier(mgr.GetClient(), mgr.GetAPIReader()),
+		applier:   apply.NewApplier(children.GetClient(), mgr.GetAPIReader()),
 		templates: &templates{lib: lib},
 		resyncs:   map[schema.GroupVersionKind]chan event.GenericEvent{},
+		indexed:   map[schema.GroupVersionKind]bool{},
 	}
 	var direct client.Client
 	if opts.TemplatesDir != "" {
-		// The cache does not run yet: CRDs go through a direct client.
+		// CRDs go through a direct client: the cache does not run yet, and
+		// it would hold every CRD of the cluster.
 		var err error
 		if direct, err = client.New(mgr.GetConfig(), client.Options{}); err != nil {
 			return err
@@ -85,7 +92,7 @@ func Setup(mgr ctrl.Manager, lib *render.Library, opts Options) error {
 		templates: s.templates,
 		digest:    digest,
 		addKind: func(ctx context.Context, kind *render.Kind) error {
-			if err := installCRD(ctx, mgr.GetClient(), kind); err != nil {
+			if err := installCRD(ctx, direct, kind); err != nil {
 				return err
 			}
 			return s.addController(kind)
@@ -98,12 +105,16 @@ func Setup(mgr ctrl.Manager, lib *render.Library, opts Options) error {
 
 type setup struct {
 	mgr       ctrl.Manager
+	children  cluster.Cluster
 	opts      Options
 	applier   *apply.Applier
 	templates *templates
 	// resyncs feed each kind's controller every CR again after a template
 	// change.
 	resyncs map[schema.GroupVersionKind]chan event.GenericEvent
+	// indexed are the child kinds indexed by owner.
+	indexMu sync.Mutex
+	indexed map[schema.GroupVersionKind]bool
 }
 
 // addController starts reconciling one kind: its CRs, and every child kind
@@ -124,28 +135,75 @@ func (s *setup) addController(kind *render.Kind) error {
 	b := ctrl.NewControllerManagedBy(s.mgr).
 		Named(strings.ToLower(kind.GVK.Kind+"."+kind.GVK.Group)).
 		// Status writes bump no generation: reconciling on them would loop.
-		For(cr, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// A resync (an update that is no change) reconciles each CR once.
+		For(cr, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, resyncOnly))).
 		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: s.opts.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](s.opts.BackoffMin, s.opts.BackoffMax),
 		})
+	c, err := b.Build(r)
+	if err != nil {
+		return fmt.Errorf("set up controller for %s: %w", kind.GVK, err)
+	}
+	r.Children = &childWatches{
+		mapper: s.mgr.GetRESTMapper(),
+		start: func(gvk schema.GroupVersionKind) error {
+			if err := s.indexOwner(gvk); err != nil {
+				return err
+			}
+			obj := &unstructured.Unstructured{}
+			obj.SetGroupVersionKind(gvk)
+			return c.Watch(source.Kind[client.Object](s.children.GetCache(), obj, handler.EnqueueRequestsFromMapFunc(ownerOf(kind)), changedOnly))
+		},
+	}
 	for _, gvk := range kind.ChildKinds {
 		// A watch on a kind the cluster does not serve would fail the
-		// manager; such children are reported when a CR produces them.
-		if _, err := s.mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			s.mgr.GetLogger().Info("not watching a child kind the cluster does not serve", "kind", kind.GVK.Kind, "child", gvk.String(), "reason", err.Error())
-			continue
+		// manager; such a kind is watched once a CR produces a child of it
+		// and the cluster serves it (its CRD installed later).
+		if err := r.Children.add(gvk); err != nil {
+			if !meta.IsNoMatchError(err) {
+				return err
+			}
+			s.mgr.GetLogger().Info("not watching a child kind the cluster does not serve, yet", "kind", kind.GVK.Kind, "child", gvk.String(), "reason", err.Error())
 		}
-		child := &unstructured.Unstructured{}
-		child.SetGroupVersionKind(gvk)
-		b = b.Watches(child, handler.EnqueueRequestsFromMapFunc(ownerOf(kind)))
-	}
-	if err := b.Complete(r); err != nil {
-		return fmt.Errorf("set up controller for %s: %w", kind.GVK, err)
 	}
 	s.resyncs[kind.GVK] = resync
 	return nil
+}
+
+// indexOwner indexes the children of gvk by owner, once per kind: several
+// kinds of CR may produce the same child kind.
+func (s *setup) indexOwner(gvk schema.GroupVersionKind) error {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	if s.indexed[gvk] {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := apply.IndexOwner(ctx, s.children.GetFieldIndexer(), gvk); err != nil {
+		return fmt.Errorf("index %s children by owner: %w", gvk.Kind, err)
+	}
+	s.indexed[gvk] = true
+	return nil
+}
+
+// resyncOnly passes the updates that change nothing: the periodic resync.
+var resyncOnly = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion()
+	},
+}
+
+// changedOnly drops a child's resync: its CR is resynced on its own.
+var changedOnly = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetResourceVersion() != e.ObjectNew.GetResourceVersion()
+	},
 }
 
 // ownerOf maps a child to its CR by owner labels rather than ownerReference,

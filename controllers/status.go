@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -185,5 +187,47 @@ func childStatesFrom(v any) []childState {
 			out = append(out, c)
 		}
 	}
+	return out
+}
+
+// progressInterval is how often a CR that is progressing has a change of
+// progress details alone written: its conditions' messages, status.children
+// and the template's projected fields. A change of a condition's status or
+// reason, of the generation or of the inventory is written at once, so a new
+// CR's status is written twice (applied, then Ready) unless its children
+// take longer than this.
+const progressInterval = 10 * time.Second
+
+// progressOnly reports whether going from old to desired changes nothing but
+// progress details while the CR is still progressing.
+func progressOnly(old, desired map[string]any) bool {
+	if old == nil || !progressing(desired) {
+		return false
+	}
+	return equality.Semantic.DeepEqual(outcome(old), outcome(desired))
+}
+
+// progressing reports whether st says Ready=False, reason Progressing.
+func progressing(st map[string]any) bool {
+	conds, _ := st["conditions"].([]any)
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == ConditionReady {
+			return m["status"] == string(metav1.ConditionFalse) && m["reason"] == ReasonProgressing
+		}
+	}
+	return false
+}
+
+// outcome is what of a status is written at once when it changes.
+func outcome(st map[string]any) map[string]any {
+	out := map[string]any{"observedGeneration": st["observedGeneration"], "inventory": st["inventory"]}
+	var conds []any
+	list, _ := st["conditions"].([]any)
+	for _, c := range list {
+		if m, ok := c.(map[string]any); ok {
+			conds = append(conds, map[string]any{"type": m["type"], "status": m["status"], "reason": m["reason"]})
+		}
+	}
+	out["conditions"] = conds
 	return out
 }

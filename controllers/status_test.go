@@ -148,3 +148,38 @@ func TestStatusProjectionCannotSetReservedFields(t *testing.T) {
 		t.Errorf("children %v set by the projection", built["children"])
 	}
 }
+
+func TestProgressOnly(t *testing.T) {
+	st := func(ready, reason, message string, extra map[string]any) map[string]any {
+		out := map[string]any{
+			"observedGeneration": int64(1),
+			"inventory":          []any{map[string]any{"id": "ns_w_apps_Deployment", "v": "v1"}},
+			"conditions": []any{map[string]any{"type": ConditionReady, "status": ready, "reason": reason, "message": message,
+				"lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": int64(1)}},
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new map[string]any
+		want     bool
+	}{
+		{"first status", nil, st("False", ReasonProgressing, "a", nil), false},
+		{"progress message", st("False", ReasonProgressing, "Available: 0/1", nil), st("False", ReasonProgressing, "Replicas: 1/1", nil), true},
+		{"projected field while progressing", st("False", ReasonProgressing, "a", nil), st("False", ReasonProgressing, "a", map[string]any{"nodes": []any{"p"}}), true},
+		{"becomes Ready", st("False", ReasonProgressing, "a", nil), st("True", ReasonSucceeded, "ok", nil), false},
+		{"starts failing", st("False", ReasonProgressing, "a", nil), st("False", ReasonApplyFailed, "denied", nil), false},
+		{"new generation", st("False", ReasonProgressing, "a", nil), st("False", ReasonProgressing, "a", map[string]any{"observedGeneration": int64(2)}), false},
+		{"new child", st("False", ReasonProgressing, "a", nil), st("False", ReasonProgressing, "a", map[string]any{"inventory": []any{}}), false},
+		{"a Ready CR's message", st("True", ReasonSucceeded, "1 children", nil), st("True", ReasonSucceeded, "2 children", nil), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := progressOnly(tc.old, tc.new); got != tc.want {
+				t.Errorf("progressOnly = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

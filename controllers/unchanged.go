@@ -1,0 +1,149 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cuerator/cuerator/apply"
+	"github.com/cuerator/cuerator/render"
+)
+
+// settled is what a reconcile that ended well saw of its CR: enough for the
+// next one to know, without a render or a request, that nothing it reads
+// has changed since.
+type settled struct {
+	uid types.UID
+	// version is the CR's resourceVersion once its status was written:
+	// spec, labels, annotations and status all as they were.
+	version string
+	// kind is the template the CR was rendered with; a reload replaces it.
+	kind *render.Kind
+	// children are the children as the status was computed from them.
+	children []apply.Seen
+	// podSelector and pods are the pods the status projection read.
+	podSelector map[string]string
+	pods        string
+}
+
+// settledCRs remembers the settled state of each CR of one kind.
+type settledCRs struct {
+	mu  sync.Mutex
+	crs map[types.NamespacedName]settled
+}
+
+func (s *settledCRs) get(key types.NamespacedName) (settled, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.crs[key]
+	return v, ok
+}
+
+func (s *settledCRs) put(key types.NamespacedName, v settled) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.crs == nil {
+		s.crs = map[types.NamespacedName]settled{}
+	}
+	s.crs[key] = v
+}
+
+func (s *settledCRs) drop(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.crs, key)
+}
+
+// unchanged reports whether cr, its template, its children and the pods
+// its status reads are all as the last good reconcile left them: a resync,
+// or an event that changed nothing a reconcile reads.
+func (r *Reconciler) unchanged(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) bool {
+	s, ok := r.settled.get(client.ObjectKeyFromObject(cr))
+	if !ok || s.uid != cr.GetUID() || s.version != cr.GetResourceVersion() || s.kind != kind {
+		return false
+	}
+	if !r.Applier.Unchanged(ctx, kind.Owner(cr), s.children, r.Children.kinds()) {
+		return false
+	}
+	if s.podSelector == nil {
+		return true
+	}
+	pods, err := r.podNames(ctx, cr.GetNamespace(), s.podSelector)
+	return err == nil && digestNames(pods) == s.pods
+}
+
+// podNames lists the names of the live pods selector selects, from the cache.
+func (r *Reconciler) podNames(ctx context.Context, namespace string, selector map[string]string) ([]string, error) {
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.Client.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels(selector)); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp.IsZero() {
+			names = append(names, p.Name)
+		}
+	}
+	return names, nil
+}
+
+func digestNames(names []string) string {
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, n := range sorted {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// statusWrites remembers when each CR's status was last written.
+type statusWrites struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+func (w *statusWrites) mark(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[types.NamespacedName]time.Time{}
+	}
+	w.last[key] = time.Now()
+}
+
+// holdFor returns how long a write of key must wait to be interval after
+// its last one; 0 when it need not wait.
+func (w *statusWrites) holdFor(key types.NamespacedName, interval time.Duration) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last, ok := w.last[key]
+	if !ok {
+		return 0
+	}
+	return max(0, interval-time.Since(last))
+}
+
+func (w *statusWrites) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, key)
+}
+
+// heldStatus is a status write put off: a change of progress details alone,
+// too soon after the last write.
+type heldStatus struct{ wait time.Duration }
+
+func (h *heldStatus) Error() string { return fmt.Sprintf("status write held for %s", h.wait) }
