@@ -248,7 +248,15 @@ func memorySyncPeriod(n int) (time.Duration, error) {
 // memoryTemplates writes into dir the template module with the WebApp kind
 // alone, moved to memoryGroup, so the operator serves nothing else.
 func memoryTemplates(dir string) (string, error) {
-	for _, part := range []string{"cue.mod", "common", "webapp"} {
+	return movedKindTemplates(dir, "webapp", "apps.example.com", memoryGroup)
+}
+
+// movedKindTemplates writes into dir the template module with one shipped
+// kind alone (its directory), moved from group to a group of its own, so
+// that an operator on it serves nothing else and TestMain's operator, which
+// reconciles the shipped kinds, never sees its CRs.
+func movedKindTemplates(dir, kind, group, to string) (string, error) {
+	for _, part := range []string{"cue.mod", "common", kind} {
 		sub, err := fs.Sub(schemas.FS, part)
 		if err != nil {
 			return "", err
@@ -257,16 +265,16 @@ func memoryTemplates(dir string) (string, error) {
 			return "", fmt.Errorf("copying templates %s: %w", part, err)
 		}
 	}
-	apiFile := filepath.Join(dir, "webapp", "api", "api.cue")
+	apiFile := filepath.Join(dir, kind, "api", "api.cue")
 	src, err := os.ReadFile(apiFile)
 	if err != nil {
 		return "", err
 	}
-	shipped := []byte(`group:    "apps.example.com"`)
+	shipped := []byte(`group:    "` + group + `"`)
 	if !bytes.Contains(src, shipped) {
 		return "", fmt.Errorf("%s no longer declares %s", apiFile, shipped)
 	}
-	moved := bytes.Replace(src, shipped, []byte(`group:    "`+memoryGroup+`"`), 1)
+	moved := bytes.Replace(src, shipped, []byte(`group:    "`+to+`"`), 1)
 	return dir, os.WriteFile(apiFile, moved, 0o644)
 }
 
@@ -408,7 +416,7 @@ func (r memoryRange) String() string {
 
 // memorySampleMemory reads RSS and heap memorySamples times over about
 // 10 s, and on until a GC has run between two readings.
-func memorySampleMemory(b *testing.B, op *operatorProcess) (memoryRange, error) {
+func memorySampleMemory(b testing.TB, op *operatorProcess) (memoryRange, error) {
 	var r memoryRange
 	var firstGC float64
 	deadline := time.Now().Add(memorySampleMax)
