@@ -9,23 +9,37 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 )
 
-// from its expression tree.
+// crdConstraints collects the value validations of a scalar, list or struct
+// from its expression tree: those OpenAPI can express go into the schema,
+// the others into leftovers, for CEL.
 type crdConstraints struct {
 	s    *apiextensionsv1.JSONSchemaProps
 	nots []apiextensionsv1.JSONSchemaProps
 	// enum is nil until a disjunction of literals is seen; several are
-	// intersected.
-	enum    []apiextensionsv1.JSON
-	hasEnum bool
-	set     bool
+	// intersected. enumFrom holds those disjunctions.
+	enum     []apiextensionsv1.JSON
+	enumFrom []cue.Value
+	hasEnum  bool
+	set      bool
+	// setFrom is the list.UniqueItems() call, for a list of objects.
+	setFrom cue.Value
+	// leftovers are the constraints OpenAPI cannot express.
+	leftovers []cue.Value
+	// celOnly puts every constraint into leftovers: for a value that the
+	// schema cannot constrain at all (metadata.name).
+	celOnly bool
 }
 
 func (c *crdConstraints) finish() {
 	// The API server checks enum even for a null value, and a null in the
-	// enum never matches: a nullable field cannot have an enum (CUE still
-	// checks it at render time).
-	if c.hasEnum && !c.s.Nullable {
-		c.s.Enum = c.enum
+	// enum never matches: a nullable field's enum is a CEL rule, which the
+	// API server does not run on null.
+	if c.hasEnum {
+		if c.s.Nullable {
+			c.leftovers = append(c.leftovers, c.enumFrom...)
+		} else {
+			c.s.Enum = c.enum
+		}
 	}
 	switch len(c.nots) {
 	case 0:
@@ -39,6 +53,8 @@ func (c *crdConstraints) finish() {
 	if c.set {
 		if c.s.Items != nil && c.s.Items.Schema != nil && crdIsScalar(c.s.Items.Schema) {
 			c.s.XListType = crdPtr("set")
+		} else {
+			c.leftovers = append(c.leftovers, c.setFrom)
 		}
 	}
 }
@@ -64,12 +80,17 @@ func (c *crdConstraints) walk(v cue.Value, depth int) {
 			c.walk(a, depth+1)
 		}
 	case cue.OrOp:
-		c.disjunction(args, depth)
+		c.disjunction(v, args, depth)
 	case cue.SelectorOp:
 		// A validator called without arguments (list.UniqueItems()) is a
 		// selector of its package.
 		if name := fmt.Sprint(v); strings.HasSuffix(name, "()") {
-			c.call(strings.TrimSuffix(name, "()"), nil)
+			c.call(v, strings.TrimSuffix(name, "()"), nil)
+			return
+		}
+		if _, ok := cueFieldRef(v); ok {
+			// Equal to another field: a cross-field rule.
+			c.leftovers = append(c.leftovers, v)
 			return
 		}
 		if r, ok := cueDeref(v); ok {
@@ -85,52 +106,75 @@ func (c *crdConstraints) walk(v cue.Value, depth int) {
 			return
 		}
 		if lit, ok := cueLiteral(a); ok {
-			c.intersectEnum([]apiextensionsv1.JSON{lit})
+			if c.celOnly {
+				c.leftovers = append(c.leftovers, v)
+				return
+			}
+			c.intersectEnum(v, []apiextensionsv1.JSON{lit})
 		}
 	case cue.GreaterThanEqualOp, cue.GreaterThanOp, cue.LessThanEqualOp, cue.LessThanOp:
-		if !c.isNumber() || len(args) != 1 {
+		if len(args) != 1 {
 			return
 		}
-		f, err := args[0].Float64()
-		if err != nil {
+		if f, ok := cueNumber(args[0]); ok && c.isNumber() && !c.celOnly {
+			c.bound(op, f)
 			return
 		}
-		c.bound(op, f)
+		// A bound on a string, or by another field.
+		c.leftovers = append(c.leftovers, v)
 	case cue.RegexMatchOp:
 		if c.s.Type != "string" || len(args) != 1 {
 			return
 		}
-		if re, err := args[0].String(); err == nil {
-			if c.s.Pattern != "" && c.s.Pattern != re {
-				// Two patterns: keep the first here, the second as allOf.
-				c.s.AllOf = append(c.s.AllOf, apiextensionsv1.JSONSchemaProps{Pattern: re})
-				return
-			}
-			c.s.Pattern = re
+		re, err := args[0].String()
+		if err != nil || c.celOnly || !args[0].IsConcrete() {
+			c.leftovers = append(c.leftovers, v)
+			return
 		}
+		if c.s.Pattern != "" && c.s.Pattern != re {
+			// Two patterns: keep the first here, the second as allOf.
+			c.s.AllOf = append(c.s.AllOf, apiextensionsv1.JSONSchemaProps{Pattern: re})
+			return
+		}
+		c.s.Pattern = re
 	case cue.NotRegexMatchOp:
 		if c.s.Type != "string" || len(args) != 1 {
 			return
 		}
-		if re, err := args[0].String(); err == nil {
-			c.nots = append(c.nots, apiextensionsv1.JSONSchemaProps{Pattern: re})
+		re, err := args[0].String()
+		if err != nil || c.celOnly || !args[0].IsConcrete() {
+			c.leftovers = append(c.leftovers, v)
+			return
 		}
+		c.nots = append(c.nots, apiextensionsv1.JSONSchemaProps{Pattern: re})
 	case cue.NotEqualOp:
 		if len(args) != 1 {
 			return
 		}
-		if lit, ok := cueLiteral(args[0]); ok {
-			c.nots = append(c.nots, apiextensionsv1.JSONSchemaProps{Enum: []apiextensionsv1.JSON{lit}})
+		if lit, ok := cueLiteral(args[0]); ok && !c.celOnly {
+			if _, ref := cueFieldRef(args[0]); !ref {
+				c.nots = append(c.nots, apiextensionsv1.JSONSchemaProps{Enum: []apiextensionsv1.JSON{lit}})
+				return
+			}
 		}
+		c.leftovers = append(c.leftovers, v)
 	case cue.CallOp:
 		if len(args) > 0 {
-			c.call(fmt.Sprint(args[0]), args[1:])
+			c.call(v, fmt.Sprint(args[0]), args[1:])
 		}
+	default:
+		// Interpolations, arithmetic and the like.
+		c.leftovers = append(c.leftovers, v)
 	}
 }
 
-// call handles a validator builtin: name is "pkg.Func", args its arguments.
-func (c *crdConstraints) call(name string, args []cue.Value) {
+// call handles a validator builtin v: name is "pkg.Func", args its
+// arguments. Those OpenAPI has no keyword for are leftovers.
+func (c *crdConstraints) call(v cue.Value, name string, args []cue.Value) {
+	if c.celOnly {
+		c.leftovers = append(c.leftovers, v)
+		return
+	}
 	intArg := func() (int64, bool) {
 		if len(args) != 1 {
 			return 0, false
@@ -162,7 +206,7 @@ func (c *crdConstraints) call(name string, args []cue.Value) {
 		}
 	case "list.UniqueItems":
 		if c.s.Type == "array" {
-			c.set = true
+			c.set, c.setFrom = true, v
 		}
 	case "struct.MinFields":
 		if n, ok := intArg(); ok && c.s.Type == "object" {
@@ -172,13 +216,19 @@ func (c *crdConstraints) call(name string, args []cue.Value) {
 		if n, ok := intArg(); ok && c.s.Type == "object" {
 			c.s.MaxProperties = crdMinInt(c.s.MaxProperties, n)
 		}
+	default:
+		c.leftovers = append(c.leftovers, v)
 	}
 }
 
-// disjunction handles `a | b | ...`: literals only make an enum; literals
-// that all satisfy a single constrained type (its default, typically) leave
-// that type's constraints; anything else constrains nothing here.
-func (c *crdConstraints) disjunction(args []cue.Value, depth int) {
+// disjunction handles v, `a | b | ...`: literals only make an enum;
+// literals that all satisfy a single constrained type (its default,
+// typically) leave that type's constraints; anything else is a leftover.
+func (c *crdConstraints) disjunction(v cue.Value, args []cue.Value, depth int) {
+	if c.celOnly {
+		c.leftovers = append(c.leftovers, v)
+		return
+	}
 	var (
 		lits    []apiextensionsv1.JSON
 		litVals []cue.Value
@@ -198,19 +248,28 @@ func (c *crdConstraints) disjunction(args []cue.Value, depth int) {
 	switch len(others) {
 	case 0:
 		if len(lits) > 0 {
-			c.intersectEnum(lits)
+			c.intersectEnum(v, lits)
 		}
+		return
 	case 1:
-		for _, l := range litVals {
-			if others[0].Unify(l).Validate(cue.Concrete(true)) != nil {
-				return
-			}
+		if cueTypeOnly(others[0]) {
+			// `string | *"x"`: the default only.
+			return
 		}
-		c.walk(others[0], depth+1)
+		satisfied := true
+		for _, l := range litVals {
+			satisfied = satisfied && others[0].Unify(l).Validate(cue.Concrete(true)) == nil
+		}
+		if satisfied {
+			c.walk(others[0], depth+1)
+			return
+		}
 	}
+	c.leftovers = append(c.leftovers, v)
 }
 
-func (c *crdConstraints) intersectEnum(vals []apiextensionsv1.JSON) {
+func (c *crdConstraints) intersectEnum(from cue.Value, vals []apiextensionsv1.JSON) {
+	c.enumFrom = append(c.enumFrom, from)
 	if !c.hasEnum {
 		c.hasEnum = true
 		c.enum = vals
@@ -242,6 +301,27 @@ func (c *crdConstraints) bound(op cue.Op, f float64) {
 			s.Maximum, s.ExclusiveMaximum = &f, excl
 		}
 	}
+}
+
+// cueNumber returns the number a bound is written with; not a field the
+// user sets, which a default would make look like one.
+func cueNumber(v cue.Value) (float64, bool) {
+	if _, ref := cueFieldRef(v); ref {
+		return 0, false
+	}
+	f, err := v.Float64()
+	return f, err == nil && v.IsConcrete()
+}
+
+// cueTypeOnly reports whether v is a bare type (string, int, [...]),
+// which the schema's type already states.
+func cueTypeOnly(v cue.Value) bool {
+	op, args := v.Expr()
+	if op == cue.NoOp && len(args) == 1 {
+		aop, _ := args[0].Expr()
+		return aop == cue.NoOp && !args[0].IsConcrete() && cueKindOf(args[0]) != cue.StructKind
+	}
+	return false
 }
 
 // cueLiteral returns the JSON of a concrete scalar.

@@ -27,29 +27,40 @@ import (
 
 // Generate returns the CustomResourceDefinition of k, from its api package.
 func Generate(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, error) {
+	crd, _, err := GenerateWithWarnings(k)
+	return crd, err
+}
+
+// GenerateWithWarnings is Generate, and also returns the constraints of the
+// api package that the CRD enforces differently from CUE (see Warning).
+func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, []Warning, error) {
 	specDef := k.API.LookupPath(cue.ParsePath("#Spec"))
 	statusDef := k.API.LookupPath(cue.ParsePath("#Status"))
 	for i, def := range []cue.Value{specDef, statusDef} {
 		if kind := cueKindOf(def); kind != cue.StructKind {
-			return nil, fmt.Errorf("kind %s: CRD: %s must be a struct, not %v", k.GVK.Kind, []string{"#Spec", "#Status"}[i], kind)
+			return nil, nil, fmt.Errorf("kind %s: CRD: %s must be a struct, not %v", k.GVK.Kind, []string{"#Spec", "#Status"}[i], kind)
 		}
 	}
 
-	spec, err := crdNode(specDef, "spec", 0)
+	specWalk := newSchemaWalk(true)
+	spec, err := specWalk.node(specDef, "spec", step{kind: stepRoot})
 	if err != nil {
-		return nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+		return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
 	}
+	specWalk.applyBounds(spec, "spec")
 	spec.Description = cueDoc(specDef)
 	specRequired := cueNeedsInput(specDef)
 	if !specRequired && spec.Type == "object" {
 		// A CR without spec still gets the spec's defaults.
 		spec.Default = &apiextensionsv1.JSON{Raw: []byte("{}")}
 	}
-	status, err := crdNode(statusDef, "status", 0)
+	statusWalk := newSchemaWalk(false)
+	status, err := statusWalk.node(statusDef, "status", step{kind: stepRoot})
 	if err != nil {
-		return nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+		return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
 	}
 	status.Description = cueDoc(statusDef)
+	warnings := append(specWalk.warnings, statusWalk.warnings...)
 
 	root := &apiextensionsv1.JSONSchemaProps{
 		Type: "object",
@@ -64,6 +75,20 @@ func Generate(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, error)
 	if specRequired {
 		root.Required = []string{"spec"}
 	}
+	if nameDef := k.API.LookupPath(cue.ParsePath("#Name")); nameDef.Exists() {
+		if kind := cueKindOf(nameDef); kind != cue.StringKind {
+			return nil, nil, fmt.Errorf("kind %s: CRD: #Name, the rule for metadata.name, must be a string, not %v", k.GVK.Kind, kind)
+		}
+		rules, nameWarnings := nameRules(nameDef)
+		root.XValidations = rules
+		warnings = append(warnings, nameWarnings...)
+		// A rule's fieldPath must name a field of the schema.
+		root.Properties["metadata"] = apiextensionsv1.JSONSchemaProps{
+			Type:       "object",
+			Properties: map[string]apiextensionsv1.JSONSchemaProps{"name": {Type: "string"}},
+		}
+	}
+	slices.SortStableFunc(warnings, func(a, b Warning) int { return strings.Compare(a.Path, b.Path) })
 
 	singular := k.Singular
 	if singular == "" {
@@ -113,9 +138,9 @@ func Generate(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, error)
 		},
 	}
 	if err := validateCRD(crd); err != nil {
-		return nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
+		return nil, nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
 	}
-	return crd, nil
+	return crd, warnings, nil
 }
 
 // GenerateAll returns the CRD of every kind of lib, in the library's kind order.

@@ -471,7 +471,7 @@ func TestCRDWidget(t *testing.T) {
 	got, _ := json.Marshal(cr["spec"])
 	want := `{"config":{"known":"k","unknown":"kept"},"extra":{"anything":{"goes":true}},"limits":{"cpu":{"max":2,"min":0}},` +
 		`"mode":"fast","name":"w1","owner":"me","ports":[{"containerPort":80,"name":"http","protocol":"TCP"}],` +
-		`"ratio":0.5,"tags":[],"target":"http","tls":{"enabled":false}}`
+		`"ratio":0.5,"tags":[],"target":"http","tls":{"enabled":false},"zone":"a"}`
 	if string(got) != want {
 		t.Errorf("defaulted spec:\n got %s\nwant %s", got, want)
 	}
@@ -621,12 +621,13 @@ import (
 	if d := crdProp(t, root, "spec.deep"); crdJSON(t, d.Default) != "{}" || crdJSON(t, crdProp(t, root, "spec.deep.inner").Default) != "{}" {
 		t.Errorf("deep: %+v", d)
 	}
-	if m := crdProp(t, root, "spec.maybe"); !m.Nullable || m.Type != "string" || m.Enum != nil {
-		// A nullable enum would reject null: see crdConstraints.finish.
+	if m := crdProp(t, root, "spec.maybe"); !m.Nullable || m.Type != "string" || m.Enum != nil || len(m.XValidations) != 1 {
+		// A nullable enum would reject null: it is a CEL rule instead (see
+		// crdConstraints.finish).
 		t.Errorf("maybe: %+v", m)
 	}
-	// int & >5 | 0: the union is not a range; no bounds rather than wrong ones.
-	if e := crdProp(t, root, "spec.either"); e.Minimum != nil || crdJSON(t, e.Default) != "0" {
+	// int & >5 | 0: the union is not a range; no bounds but a CEL rule.
+	if e := crdProp(t, root, "spec.either"); e.Minimum != nil || crdJSON(t, e.Default) != "0" || len(e.XValidations) != 1 {
 		t.Errorf("either: %+v", e)
 	}
 	if n := crdProp(t, root, "spec.nodes[]"); !reflect.DeepEqual(n.Required, []string{"name"}) {
@@ -671,6 +672,22 @@ import (
 	} {
 		if errs := apiservervalidation.ValidateCustomResource(nil, map[string]any{"spec": spec}, validator); len(errs) == 0 {
 			t.Errorf("spec %v accepted", spec)
+		}
+	}
+	cr := func(spec map[string]any) map[string]any {
+		return map[string]any{"apiVersion": "example.com/v1", "kind": "Thing", "metadata": map[string]any{"name": "t"}, "spec": spec}
+	}
+	for _, spec := range []map[string]any{{"maybe": nil}, {"maybe": "b"}, {"either": int64(0)}, {"either": int64(6)}} {
+		if got := celCheck(t, crd, cr(spec), nil); got != "" {
+			t.Errorf("spec %v refused by its rules: %s", spec, got)
+		}
+	}
+	for want, spec := range map[string]map[string]any{
+		`spec.maybe: invalid value (does not satisfy "a" | "b")`:     {"maybe": "c"},
+		"spec.either: invalid value (does not satisfy int & >5 | 0)": {"either": int64(3)},
+	} {
+		if got := celCheck(t, crd, cr(spec), nil); !strings.Contains(got, want) {
+			t.Errorf("spec %v: got %q, want %q", spec, got, want)
 		}
 	}
 }

@@ -48,20 +48,73 @@ import (
 // API server then fills the nested defaults). An optional field never has a
 // default: CUE does not add an absent optional field either.
 //
-// Constraints that OpenAPI cannot express (other builtins, interpolations,
-// references between fields, disjunctions of constrained types) are left out
-// of the CRD; CUE still enforces them at render time. Shapes that a
-// structural schema cannot express at all (disjunctions of structs,
-// fixed-length lists, regexp-keyed maps, a struct with both fields and
-// `[string]: T`, bytes) are reported as errors.
+// Constraints of the spec that OpenAPI cannot express (references between
+// fields, disjunctions of constrained types, some builtins) become CEL
+// rules (cel.go); those CEL cannot express either (other builtins,
+// interpolations) are reported as warnings, and CUE still enforces them at
+// render time. Shapes that a structural schema cannot express at all
+// (disjunctions of structs, fixed-length lists, regexp-keyed maps, a struct
+// with both fields and `[string]: T`, bytes) are reported as errors.
 
 // crdMaxDepth bounds the walk, so that a recursive definition is reported
 // rather than followed for ever.
 const crdMaxDepth = 48
 
-// crdNode returns the schema of v, the value at CR path `path`.
-func crdNode(v cue.Value, path string, depth int) (*apiextensionsv1.JSONSchemaProps, error) {
-	if depth > crdMaxDepth {
+// schemaWalk walks one of a kind's definitions (#Spec, #Status) into a
+// schema. Besides the schema it collects CEL rules, which it places on the
+// node being walked or on an enclosing one (a rule that compares two fields
+// sits on the object holding both), the nodes whose rules need a default
+// bound, and warnings about constraints the CRD does not enforce.
+type schemaWalk struct {
+	// rules is set when constraints OpenAPI cannot express become CEL rules:
+	// for the spec, not for the status that the operator itself writes.
+	rules bool
+	// stack holds the nodes being walked, the definition's root first.
+	stack []frame
+	// bounded lists the paths of nodes that a rule's cost depends on.
+	bounded  map[string]bool
+	warnings []Warning
+}
+
+// frame is one node of the walk: a value, its schema (still being filled)
+// and how it is reached from its parent.
+type frame struct {
+	v    cue.Value
+	s    *apiextensionsv1.JSONSchemaProps
+	path string
+	step step
+}
+
+type stepKind int
+
+const (
+	stepRoot  stepKind = iota
+	stepField          // a field of an object
+	stepItem           // the items of a list
+	stepValue          // the values of a map
+)
+
+type step struct {
+	kind stepKind
+	// name is the field's name (stepField).
+	name string
+	// mayBeAbsent is set for a field that neither the user nor a default
+	// guarantees (optional, or required and not given yet): a rule reading
+	// it from above tests has() first.
+	mayBeAbsent bool
+}
+
+func newSchemaWalk(rules bool) *schemaWalk {
+	return &schemaWalk{rules: rules, bounded: map[string]bool{}}
+}
+
+func (w *schemaWalk) warn(path, format string, args ...any) {
+	w.warnings = append(w.warnings, Warning{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// node returns the schema of v, the value at CR path `path`.
+func (w *schemaWalk) node(v cue.Value, path string, st step) (*apiextensionsv1.JSONSchemaProps, error) {
+	if len(w.stack) > crdMaxDepth {
 		return nil, crdFieldError(v, path, "nested too deeply (a recursive definition cannot be expressed in a CRD)")
 	}
 	kind := cueKindOf(v)
@@ -69,8 +122,14 @@ func crdNode(v cue.Value, path string, depth int) (*apiextensionsv1.JSONSchemaPr
 	if kind == cue.TopKind {
 		// `_`: anything goes.
 		s.XPreserveUnknownFields = crdPtr(true)
+		if op, _ := v.Expr(); op != cue.NoOp && w.rules {
+			// A validator alone (net.IPv4) does not type its value.
+			w.warn(path, "%v is not checked at admission, nor is the value's type: write string & %v", v, v)
+		}
 		return s, nil
 	}
+	w.stack = append(w.stack, frame{v: v, s: s, path: path, step: st})
+	defer func() { w.stack = w.stack[:len(w.stack)-1] }()
 	if kind&cue.NullKind != 0 && kind != cue.NullKind {
 		s.Nullable = true
 		kind &^= cue.NullKind
@@ -95,11 +154,11 @@ func crdNode(v cue.Value, path string, depth int) (*apiextensionsv1.JSONSchemaPr
 	case cue.BoolKind:
 		s.Type = "boolean"
 	case cue.StructKind:
-		if err := crdObject(v, s, path, depth); err != nil {
+		if err := w.object(v, s, path); err != nil {
 			return nil, err
 		}
 	case cue.ListKind:
-		if err := crdArray(v, s, path, depth); err != nil {
+		if err := w.array(v, s, path); err != nil {
 			return nil, err
 		}
 	case cue.BytesKind:
@@ -112,11 +171,18 @@ func crdNode(v cue.Value, path string, depth int) (*apiextensionsv1.JSONSchemaPr
 	c := &crdConstraints{s: s}
 	c.walk(v, 0)
 	c.finish()
+	// The status is the operator's own output: the CRD checks its shape,
+	// and CUE the rest when the operator computes it.
+	if w.rules {
+		for _, l := range c.leftovers {
+			w.rule(l)
+		}
+	}
 	return s, nil
 }
 
-// crdObject fills s from a struct value.
-func crdObject(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string, depth int) error {
+// object fills s from a struct value.
+func (w *schemaWalk) object(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string) error {
 	s.Type = "object"
 	sv := cueShape(v, cue.StructKind)
 	if op, args := sv.Expr(); op == cue.OrOp && len(args) > 1 {
@@ -152,15 +218,17 @@ func crdObject(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string, dep
 		}
 		name := iter.Selector().Unquoted()
 		childPath := path + "." + name
-		child, err := crdNode(fv, childPath, depth+1)
+		optional := ft&cue.OptionalConstraint != 0
+		needed := !optional && (ft&cue.RequiredConstraint != 0 || cueNeedsInput(fv))
+		child, err := w.node(fv, childPath, step{kind: stepField, name: name, mayBeAbsent: optional || needed})
 		if err != nil {
 			return err
 		}
 		child.Description = cueDoc(fv)
 		switch {
-		case ft&cue.OptionalConstraint != 0:
+		case optional:
 			// Absent unless given; no default either.
-		case ft&cue.RequiredConstraint != 0 || cueNeedsInput(fv):
+		case needed:
 			required = append(required, name)
 		default:
 			d, err := crdDefault(fv, child)
@@ -169,13 +237,16 @@ func crdObject(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string, dep
 			}
 			child.Default = d
 		}
+		if err := w.immutable(fv, child, s, name, childPath, optional); err != nil {
+			return err
+		}
 		props[name] = *child
 	}
 	if mapValue != nil {
 		if len(props) > 0 {
 			return crdFieldError(v, path, "a struct with both fields and [string]: T cannot be expressed in a CRD (properties and additionalProperties are exclusive); move the map into a field of its own")
 		}
-		item, err := crdNode(*mapValue, path+"[*]", depth+1)
+		item, err := w.node(*mapValue, path+"[*]", step{kind: stepValue})
 		if err != nil {
 			return err
 		}
@@ -194,14 +265,14 @@ func crdObject(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string, dep
 	return nil
 }
 
-// crdArray fills s from a list value.
-func crdArray(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string, depth int) error {
+// array fills s from a list value.
+func (w *schemaWalk) array(v cue.Value, s *apiextensionsv1.JSONSchemaProps, path string) error {
 	s.Type = "array"
 	elem, ok := cueListElem(v, 0)
 	if !ok {
 		return crdFieldError(v, path, "a fixed-length list cannot be expressed in a CRD; use [...T]")
 	}
-	item, err := crdNode(elem, path+"[]", depth+1)
+	item, err := w.node(elem, path+"[]", step{kind: stepItem})
 	if err != nil {
 		return err
 	}
@@ -251,8 +322,8 @@ func cueShape(v cue.Value, want cue.Kind) cue.Value {
 }
 
 // cueKindOf is v's IncompleteKind, except that a value whose open form does
-// not validate yet (`[...T] & list.MinItems(1)` evaluates [] and fails) is
-// typed by its conjuncts.
+// not validate yet (`[...T] & list.MinItems(1)` evaluates [] and fails, `int
+// & >=min` has no bound until min has a value) is typed by its conjuncts.
 func cueKindOf(v cue.Value) cue.Kind {
 	k := v.IncompleteKind()
 	if k != cue.BottomKind {
@@ -265,8 +336,8 @@ func cueKindOf(v cue.Value) cue.Kind {
 	k = cue.TopKind
 	for _, a := range args {
 		ak := a.IncompleteKind()
-		if aop, _ := a.Expr(); aop == cue.CallOp && ak == cue.BottomKind {
-			// A validator call that does not type its argument.
+		if aop, _ := a.Expr(); ak == cue.BottomKind && cueIsValidator(aop) {
+			// A validator call or a bound that does not type its argument.
 			continue
 		}
 		k &= ak
@@ -275,6 +346,14 @@ func cueKindOf(v cue.Value) cue.Kind {
 		return cue.BottomKind
 	}
 	return k
+}
+
+func cueIsValidator(op cue.Op) bool {
+	switch op {
+	case cue.CallOp, cue.GreaterThanEqualOp, cue.GreaterThanOp, cue.LessThanEqualOp, cue.LessThanOp, cue.NotEqualOp, cue.RegexMatchOp, cue.NotRegexMatchOp:
+		return true
+	}
+	return false
 }
 
 // cueNeedsInput reports whether CUE needs a value from the user for v: v does
@@ -341,5 +420,3 @@ func cueDeref(v cue.Value) (cue.Value, bool) {
 	}
 	return r, true
 }
-
-// crdConstraints collects the value validations of a scalar, list or struct

@@ -447,8 +447,8 @@ func TestRenderKindsRejectBadSpecs(t *testing.T) {
 		{"webapp domain with scheme", webAppSample, "spec.domain", set("spec.domain", "https://example.com")},
 		{"webapp tls without secretName", webAppSample, "spec.tls.secretName", set("spec.tls", map[string]any{})},
 		{"webapp monitoring typo", webAppSample, "spec.monitoring.enable", set("spec.monitoring", map[string]any{"enable": true})},
-		// Rules on metadata.name that the CRD cannot express: the name is
-		// also the Service's, which must be a DNS-1035 label.
+		// Rules of the kind's #Name on metadata.name: the name is also the
+		// Service's, which must be a DNS-1035 label.
 		{"webapp name with a dot", webAppSample, "metadata.name", rename("my.webapp")},
 		{"webapp name starting with a digit", webAppSample, "metadata.name", rename("1webapp")},
 		{"database type mysql", databaseSample, "spec.type", set("spec.type", "mysql")},
