@@ -436,6 +436,30 @@ func TestDatabaseSample(t *testing.T) {
 		}
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=60s")
 	})
+	t.Run("the storage size cannot change", func(t *testing.T) {
+		// A StatefulSet cannot resize the volumes it claimed: the API server
+		// refuses the edit, rather than admitting it and the operator failing
+		// every apply after it.
+		sample, err := os.ReadFile(databaseSample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resized := strings.Replace(string(sample), "size: 10Gi", "size: 20Gi", 1)
+		if resized == string(sample) {
+			t.Fatal("the sample no longer sets size: 10Gi")
+		}
+		out := kubectlFails(t, resized, "apply", "-n", ns, "-f", "-")
+		if !strings.Contains(out, "spec.storage.size: is immutable") {
+			t.Errorf("kubectl apply of a resized Database: want a refusal naming spec.storage.size:\n%s", out)
+		}
+		if size := kubectl(t, "get", cr, "-n", ns, "-o", "jsonpath={.spec.storage.size}"); size != "10Gi" {
+			t.Errorf("spec.storage.size is %q after the refused edit", size)
+		}
+		if size := getObject(t, ns, "statefulset", "my-db").field("volumeClaimTemplates.0.spec.resources.requests.storage"); size != "10Gi" {
+			t.Errorf("the StatefulSet claims %v", size)
+		}
+		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=60s")
+	})
 }
 
 const serviceMonitorCRD = `apiVersion: apiextensions.k8s.io/v1
