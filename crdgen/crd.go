@@ -63,7 +63,8 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 	warnings := append(specWalk.warnings, statusWalk.warnings...)
 
 	root := &apiextensionsv1.JSONSchemaProps{
-		Type: "object",
+		Type:        "object",
+		Description: kindDoc(k),
 		Properties: map[string]apiextensionsv1.JSONSchemaProps{
 			"apiVersion": {Type: "string", Description: "APIVersion defines the versioned schema of this representation of an object."},
 			"kind":       {Type: "string", Description: "Kind is a string value representing the REST resource this object represents."},
@@ -141,6 +142,18 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 		return nil, nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
 	}
 	return crd, warnings, nil
+}
+
+// kindDoc describes the kind, for kubectl explain: the first paragraph of
+// the doc comment of the whole-manifest definition named after the kind
+// (#WebApp); the rest of that comment is about the definition.
+func kindDoc(k *render.Kind) string {
+	def := k.API.LookupPath(cue.MakePath(cue.Def(k.GVK.Kind)))
+	if !def.Exists() {
+		return ""
+	}
+	first, _, _ := strings.Cut(cueDoc(def), "\n\n")
+	return first
 }
 
 // GenerateAll returns the CRD of every kind of lib, in the library's kind order.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -756,5 +757,68 @@ func TestCRDValidated(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// kubectl explain shows descriptions as they are: they must read as prose,
+// not name CUE definitions.
+func TestCRDDescriptionsReadAsProse(t *testing.T) {
+	lib, err := render.Load(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cueName := regexp.MustCompile(`(^|[\s(])#[A-Za-z]`)
+	var walk func(kind, path string, s apiextensionsv1.JSONSchemaProps)
+	walk = func(kind, path string, s apiextensionsv1.JSONSchemaProps) {
+		if cueName.MatchString(s.Description) {
+			t.Errorf("%s %s: description names a CUE definition: %q", kind, path, s.Description)
+		}
+		for name, p := range s.Properties {
+			walk(kind, path+"."+name, p)
+		}
+		if s.Items != nil && s.Items.Schema != nil {
+			walk(kind, path+"[]", *s.Items.Schema)
+		}
+	}
+	for _, k := range lib.Kinds() {
+		crd, err := Generate(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := crdRoot(t, crd)
+		if root.Description == "" {
+			t.Errorf("%s: the kind has no description", k.GVK.Kind)
+		}
+		walk(k.GVK.Kind, "", *root)
+	}
+
+	root := crdRoot(t, crdMemcached(t))
+	for path, want := range map[string]string{
+		"":       "A Memcached cluster: a Deployment of memcached pods, whose\nnames the status lists.",
+		"spec":   "The desired state of a Memcached cluster.",
+		"status": "The observed state of a Memcached cluster.",
+	} {
+		got := root.Description
+		if path != "" {
+			got = crdProp(t, root, path).Description
+		}
+		if got != want {
+			t.Errorf("%q description: %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestProseDoc(t *testing.T) {
+	for doc, want := range map[string]string{
+		"#Spec is the desired state of a database.":         "The desired state of a database.",
+		"#Labels are the recommended labels.":               "The recommended labels.",
+		"#InventoryEntry names one applied child.":          "Names one applied child.",
+		"common.#Status is what cuerator writes.":           "What cuerator writes.",
+		"size is the number of memcached pods.":             "size is the number of memcached pods.",
+		"It says #Spec in the middle, which is left as is.": "It says #Spec in the middle, which is left as is.",
+	} {
+		if got := proseDoc(doc); got != want {
+			t.Errorf("proseDoc(%q) = %q, want %q", doc, got, want)
+		}
 	}
 }

@@ -2,8 +2,11 @@ package crdgen
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"cuelang.org/go/cue"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -386,16 +389,41 @@ func crdDefault(v cue.Value, s *apiextensionsv1.JSONSchemaProps) (*apiextensions
 	return &apiextensionsv1.JSON{Raw: raw}, nil
 }
 
-// cueDoc is the doc comment of the field v comes from.
+// cueDoc is the doc comment of the field v comes from, as prose (see
+// proseDoc).
 func cueDoc(v cue.Value) string {
 	var parts []string
 	for _, cg := range v.Doc() {
-		t := strings.TrimSpace(cg.Text())
+		t := proseDoc(strings.TrimSpace(cg.Text()))
 		if t != "" && !slices.Contains(parts, t) {
 			parts = append(parts, t)
 		}
 	}
 	return strings.Join(parts, "\n\n")
+}
+
+// cueDefName is a definition's name at the start of its doc comment.
+var cueDefName = regexp.MustCompile(`^(?:[A-Za-z_][A-Za-z0-9_]*\.)?#[A-Za-z_][A-Za-z0-9_]*\s+`)
+
+// proseDoc rewrites a definition's doc comment, which starts with the
+// definition's name as CUE's (and Go's) convention has it ("#Spec is the
+// desired state of a database."), into a description that reads as prose
+// in kubectl explain ("The desired state of a database."). Other comments
+// are kept as written.
+func proseDoc(doc string) string {
+	loc := cueDefName.FindStringIndex(doc)
+	if loc == nil {
+		return doc
+	}
+	rest := doc[loc[1]:]
+	for _, verb := range []string{"is ", "are "} {
+		if after, ok := strings.CutPrefix(rest, verb); ok {
+			rest = after
+			break
+		}
+	}
+	r, n := utf8.DecodeRuneInString(rest)
+	return string(unicode.ToUpper(r)) + rest[n:]
 }
 
 // cueIsStringPattern reports whether a pattern constraint's label is `string`,

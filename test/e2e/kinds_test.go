@@ -553,3 +553,26 @@ spec:
         type: object
         x-kubernetes-preserve-unknown-fields: true
 `
+
+// kubectl explain shows the descriptions the CRDs carry: prose about the
+// kind and each field, not the names of CUE definitions.
+func TestExplainReadsAsProse(t *testing.T) {
+	for _, tc := range []struct{ field, want string }{
+		{"webapp", "A web application:"},
+		{"webapp.spec", "The desired state of a web application."},
+		{"database.status", "The observed state of a database."},
+		{"memcached.status.conditions.type", "type is Ready, Reconciling or Stalled."},
+	} {
+		// The API server publishes a new CRD's schema within seconds.
+		eventually(t, 30*time.Second, "kubectl explain "+tc.field, func() error {
+			out, err := kubectlOut(testCluster.KubeconfigPath, "explain", tc.field)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, tc.want) || strings.Contains(out, "#Spec") || strings.Contains(out, "#Status") {
+				return fmt.Errorf("want %q and no CUE definition name:\n%s", tc.want, out)
+			}
+			return nil
+		})
+	}
+}
