@@ -794,7 +794,7 @@ func TestCRDDescriptionsReadAsProse(t *testing.T) {
 
 	root := crdRoot(t, crdMemcached(t))
 	for path, want := range map[string]string{
-		"":       "A Memcached cluster: a Deployment of memcached pods, whose\nnames the status lists.",
+		"":       "A Memcached cluster: a Deployment of memcached pods, whose names the status lists.",
 		"spec":   "The desired state of a Memcached cluster.",
 		"status": "The observed state of a Memcached cluster.",
 	} {
@@ -819,6 +819,19 @@ func TestProseDoc(t *testing.T) {
 	} {
 		if got := proseDoc(doc); got != want {
 			t.Errorf("proseDoc(%q) = %q, want %q", doc, got, want)
+		}
+	}
+}
+
+func TestUnwrapDoc(t *testing.T) {
+	for doc, want := range map[string]string{
+		"size is the volume's\ncapacity.": "size is the volume's capacity.",
+		"one\nparagraph\n\nand another":   "one paragraph\n\nand another",
+		"a list:\n- first\n- second":      "a list:\n- first\n- second",
+		"code:\n\tkept as\n\tit is":       "code:\n\tkept as\n\tit is",
+	} {
+		if got := unwrapDoc(doc); got != want {
+			t.Errorf("unwrapDoc(%q) = %q, want %q", doc, got, want)
 		}
 	}
 }

@@ -394,12 +394,32 @@ func crdDefault(v cue.Value, s *apiextensionsv1.JSONSchemaProps) (*apiextensions
 func cueDoc(v cue.Value) string {
 	var parts []string
 	for _, cg := range v.Doc() {
-		t := proseDoc(strings.TrimSpace(cg.Text()))
+		t := proseDoc(unwrapDoc(strings.TrimSpace(cg.Text())))
 		if t != "" && !slices.Contains(parts, t) {
 			parts = append(parts, t)
 		}
 	}
 	return strings.Join(parts, "\n\n")
+}
+
+// unwrapDoc joins the lines of each paragraph of a comment, so that kubectl
+// explain flows them to the terminal's width rather than breaking them
+// where the source did. Indented lines and list items keep their breaks.
+func unwrapDoc(doc string) string {
+	lines := strings.Split(doc, "\n")
+	var b strings.Builder
+	for i, l := range lines {
+		if i > 0 {
+			prev := lines[i-1]
+			if l == "" || prev == "" || strings.TrimLeft(l, " \t-*") != l {
+				b.WriteString("\n")
+			} else {
+				b.WriteString(" ")
+			}
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }
 
 // cueDefName is a definition's name at the start of its doc comment.
