@@ -24,6 +24,7 @@ import (
 //	b: a (equal to another field)       self.b == self.a
 //	list.UniqueItems() of objects       self.all(x, self.exists_one(y, y == x))
 //	a nullable enum                     self == "a" || self == "b"
+//	if enabled {secret!: string}        !self.enabled || has(self.secret) (conditional.go)
 //	@immutable()                        self == oldSelf (a transition rule)
 //
 // Each rule's message names the field as cue vet does ("spec.max: invalid

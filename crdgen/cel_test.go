@@ -84,6 +84,16 @@ func TestCELRules(t *testing.T) {
 		{"alias equal to name", obj("hosts", hosts(map[string]any{"name": "a.example.com", "alias": "a.example.com"})), "spec.hosts[].alias: invalid value (does not satisfy !=spec.hosts[].name)"},
 		{"unique tiers", obj("tiers", []any{map[string]any{"weight": int64(1)}, map[string]any{"weight": int64(2)}}), ""},
 		{"repeated tier", obj("tiers", []any{map[string]any{"weight": int64(1)}, map[string]any{"weight": int64(1)}}), "spec.tiers: invalid value (does not satisfy list.UniqueItems())"},
+		// Fields a comprehension adds for some values of a sibling.
+		{"backup off", obj("backup", map[string]any{}), ""},
+		{"backup on with a schedule", obj("backup", map[string]any{"enabled": true, "schedule": "daily"}), ""},
+		{"backup on without a schedule", obj("backup", map[string]any{"enabled": true}), "spec.backup.schedule: field is required but not present (when spec.backup.enabled is true)"},
+		{"a schedule without backup", obj("backup", map[string]any{"schedule": "daily"}), "spec.backup.schedule: field not allowed (unless spec.backup.enabled is true)"},
+		{"a custom engine with an image", obj("engine", map[string]any{"kind": "custom", "image": "x"}), ""},
+		{"a custom engine without an image", obj("engine", map[string]any{"kind": "custom"}), `spec.engine.image: field is required but not present (when spec.engine.kind is "custom")`},
+		{"an image for the builtin engine", obj("engine", map[string]any{"image": "x"}), `spec.engine.image: field not allowed (unless spec.engine.kind is "custom")`},
+		{"power on by default needs watts", obj("power", map[string]any{}), "spec.power.watts: field is required but not present (when spec.power.switchedOn is true)"},
+		{"power off needs no watts", obj("power", map[string]any{"switchedOn": false}), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := celCheck(t, crd, tc.cr, nil)

@@ -2,6 +2,7 @@ package crdgen
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -195,10 +196,16 @@ func (w *schemaWalk) object(v cue.Value, s *apiextensionsv1.JSONSchemaProps, pat
 	if err != nil {
 		return crdFieldError(v, path, "%v", render.Diagnose(err))
 	}
+	type field struct {
+		name string
+		ft   cue.SelectorType
+		v    cue.Value
+	}
 	var (
 		props    = map[string]apiextensionsv1.JSONSchemaProps{}
 		required []string
 		mapValue *cue.Value
+		fields   []field
 	)
 	for iter.Next() {
 		ft := iter.FieldType()
@@ -219,16 +226,39 @@ func (w *schemaWalk) object(v cue.Value, s *apiextensionsv1.JSONSchemaProps, pat
 			mapValue = &mv
 			continue
 		}
-		name := iter.Selector().Unquoted()
+		fields = append(fields, field{iter.Selector().Unquoted(), ft, fv})
+	}
+	// Fields that a comprehension adds for other values of a switch than
+	// its default.
+	var conds map[string]*conditional
+	if w.rules {
+		conds = w.conditionals(sv, path)
+	}
+	for _, name := range slices.Sorted(maps.Keys(conds)) {
+		if !slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
+			fields = append(fields, field{name, conds[name].fieldType, conds[name].value})
+		}
+	}
+	open := sv.Allows(cue.AnyString)
+	for _, f := range fields {
+		name, ft, fv := f.name, f.ft, f.v
 		childPath := path + "." + name
 		optional := ft&cue.OptionalConstraint != 0
 		needed := !optional && (ft&cue.RequiredConstraint != 0 || cueNeedsInput(fv))
-		child, err := w.node(fv, childPath, step{kind: stepField, name: name, mayBeAbsent: optional || needed})
+		cond := conds[name]
+		child, err := w.node(fv, childPath, step{kind: stepField, name: name, mayBeAbsent: optional || needed || cond != nil})
 		if err != nil {
 			return err
 		}
 		child.Description = cueDoc(fv)
 		switch {
+		case cond != nil:
+			// Required, present and defaulted only for some values of
+			// its switch: rules on the struct say when.
+			sw := slices.IndexFunc(fields, func(f field) bool { return f.name == cond.switchName })
+			swAbsent := fields[sw].ft&cue.OptionalConstraint != 0
+			s.XValidations = append(s.XValidations, cond.rules(path, name, swAbsent, open)...)
+			w.boundEnclosing()
 		case optional:
 			// Absent unless given; no default either.
 		case needed:
@@ -240,7 +270,7 @@ func (w *schemaWalk) object(v cue.Value, s *apiextensionsv1.JSONSchemaProps, pat
 			}
 			child.Default = d
 		}
-		if err := w.immutable(fv, child, s, name, childPath, optional); err != nil {
+		if err := w.immutable(fv, child, s, name, childPath, optional || cond != nil); err != nil {
 			return err
 		}
 		props[name] = *child
@@ -261,7 +291,7 @@ func (w *schemaWalk) object(v cue.Value, s *apiextensionsv1.JSONSchemaProps, pat
 	}
 	slices.Sort(required)
 	s.Required = required
-	if sv.Allows(cue.AnyString) {
+	if open {
 		// An open struct (`...`): keep what the schema does not name.
 		s.XPreserveUnknownFields = crdPtr(true)
 	}
