@@ -84,6 +84,8 @@ func TestCELRules(t *testing.T) {
 		{"alias equal to name", obj("hosts", hosts(map[string]any{"name": "a.example.com", "alias": "a.example.com"})), "spec.hosts[].alias: invalid value (does not satisfy !=spec.hosts[].name)"},
 		{"unique tiers", obj("tiers", []any{map[string]any{"weight": int64(1)}, map[string]any{"weight": int64(2)}}), ""},
 		{"repeated tier", obj("tiers", []any{map[string]any{"weight": int64(1)}, map[string]any{"weight": int64(1)}}), "spec.tiers: invalid value (does not satisfy list.UniqueItems())"},
+		{"a tier above the cap, from inside a list", widgetCR(map[string]any{"maxWeight": int64(5), "tiers": []any{map[string]any{"weight": int64(1)}, map[string]any{"weight": int64(6)}}}), "spec.tiers[].weight: invalid value (out of bound <=spec.maxWeight)"},
+		{"tiers below the cap", widgetCR(map[string]any{"maxWeight": int64(5), "tiers": []any{map[string]any{"weight": int64(5)}}}), ""},
 		// Fields a comprehension adds for some values of a sibling.
 		{"backup off", obj("backup", map[string]any{}), ""},
 		{"backup on with a schedule", obj("backup", map[string]any{"enabled": true, "schedule": "daily"}), ""},

@@ -471,7 +471,7 @@ func TestCRDWidget(t *testing.T) {
 	defaulting.Default(cr, s)
 	got, _ := json.Marshal(cr["spec"])
 	want := `{"config":{"known":"k","unknown":"kept"},"extra":{"anything":{"goes":true}},"limits":{"cpu":{"max":2,"min":0}},` +
-		`"mode":"fast","name":"w1","owner":"me","ports":[{"containerPort":80,"name":"http","protocol":"TCP"}],` +
+		`"maxWeight":100,"mode":"fast","name":"w1","owner":"me","ports":[{"containerPort":80,"name":"http","protocol":"TCP"}],` +
 		`"ratio":0.5,"tags":[],"target":"http","tls":{"enabled":false},"zone":"a"}`
 	if string(got) != want {
 		t.Errorf("defaulted spec:\n got %s\nwant %s", got, want)

@@ -54,6 +54,7 @@ func TestCELRulesOnTheAPIServer(t *testing.T) {
 		{"host suffix", "  hosts: [{name: a.example.org}]\n", `spec.hosts[].name: invalid value (does not satisfy strings.HasSuffix(".example.com"))`},
 		{"alias equal to name", "  hosts: [{name: a.example.com, alias: a.example.com}]\n", "spec.hosts[].alias"},
 		{"repeated tier", "  tiers: [{weight: 1}, {weight: 1}]\n", "spec.tiers: invalid value (does not satisfy list.UniqueItems())"},
+		{"a tier above the cap", "  maxWeight: 5\n  tiers: [{weight: 6}]\n", "spec.tiers[].weight: invalid value (out of bound <=spec.maxWeight)"},
 		{"backup on with a schedule", "  backup: {enabled: true, schedule: daily}\n", ""},
 		{"backup on without a schedule", "  backup: {enabled: true}\n", "spec.backup.schedule: field is required but not present (when spec.backup.enabled is true)"},
 		{"a schedule without backup", "  backup: {schedule: daily}\n", "spec.backup.schedule: field not allowed (unless spec.backup.enabled is true)"},
