@@ -525,6 +525,22 @@ func renderRecovering(lib *render.Library, cr *unstructured.Unstructured) (err e
 	return err
 }
 
+// A value out of a defaulted bound is refused for the bound alone, not
+// also for the default it conflicts with.
+func TestRefusalOfADefaultedBoundNamesTheBound(t *testing.T) {
+	lib := loadLibrary(t)
+	cr := readCR(t, webAppSample)
+	cr.SetNamespace("team-a")
+	if err := unstructured.SetNestedField(cr.Object, int64(200), "spec", "replicas"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := lib.RenderCR(cr)
+	var verr *render.ValidationError
+	if !errors.As(err, &verr) || len(verr.Errs) != 1 || verr.Errs[0].Path != "spec.replicas" || !strings.HasPrefix(verr.Errs[0].Message, "invalid value 200 (out of bound <=100)") {
+		t.Errorf("want one error, spec.replicas out of bound <=100: %v", err)
+	}
+}
+
 // wantRefusalNaming wants err to be a ValidationError with a field error
 // at field or below it.
 func wantRefusalNaming(t *testing.T, err error, field string) {
