@@ -576,3 +576,27 @@ func TestExplainReadsAsProse(t *testing.T) {
 		})
 	}
 }
+
+// The names the issue names: a WebApp web.app (not a DNS-1035 label, so not
+// a Service name) and a Database of 50 characters (too long for its backup
+// CronJob) are refused by kubectl apply, naming metadata.name.
+func TestNamesTheTemplatesRefuseAreRefusedByKubectlApply(t *testing.T) {
+	ns := namespace(t, "bad-names")
+	for _, tc := range []struct{ sample, from, to string }{
+		{webAppSample, "name: my-webapp", "name: web.app"},
+		{databaseSample, "name: my-db", "name: " + strings.Repeat("d", 50)},
+	} {
+		sample, err := os.ReadFile(tc.sample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest := strings.Replace(string(sample), tc.from, tc.to, 1)
+		if manifest == string(sample) {
+			t.Fatalf("%s has no %q", tc.sample, tc.from)
+		}
+		out := kubectlFails(t, manifest, "apply", "-n", ns, "-f", "-")
+		if !strings.Contains(out, "metadata.name") {
+			t.Errorf("kubectl apply of %s: refused without naming metadata.name:\n%s", tc.to, out)
+		}
+	}
+}
