@@ -359,7 +359,10 @@ func (w *schemaWalk) rule(c cue.Value) {
 		guards = append(guards, ref.guards...)
 	}
 	cc := &celCompiler{ref: func(r cue.Value) (string, string, error) {
-		ref := refs[cue.Dereference(r).Path().String()]
+		ref, ok := refs[cue.Dereference(r).Path().String()]
+		if !ok {
+			return "", "", fmt.Errorf("it refers to %v where the CRD cannot follow", r)
+		}
 		return ref.expr, ref.path, nil
 	}}
 	var (
@@ -401,8 +404,8 @@ func (w *schemaWalk) rule(c cue.Value) {
 type celRef struct {
 	// frame is the stack index of the nearest node holding the field.
 	frame int
-	// names are the fields from there down to it, absent those that may
-	// be absent.
+	// names are the fields from there down to it; absent marks those
+	// that may be absent.
 	names  []string
 	absent []bool
 	path   string
