@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -470,8 +471,8 @@ func TestCRDWidget(t *testing.T) {
 	defaulting.Default(cr, s)
 	got, _ := json.Marshal(cr["spec"])
 	want := `{"config":{"known":"k","unknown":"kept"},"extra":{"anything":{"goes":true}},"limits":{"cpu":{"max":2,"min":0}},` +
-		`"mode":"fast","name":"w1","owner":"me","ports":[{"containerPort":80,"name":"http","protocol":"TCP"}],` +
-		`"ratio":0.5,"tags":[],"target":"http","tls":{"enabled":false}}`
+		`"maxWeight":100,"mode":"fast","name":"w1","owner":"me","ports":[{"containerPort":80,"name":"http","protocol":"TCP"}],` +
+		`"ratio":0.5,"tags":[],"target":"http","tls":{"enabled":false},"zone":"a"}`
 	if string(got) != want {
 		t.Errorf("defaulted spec:\n got %s\nwant %s", got, want)
 	}
@@ -621,12 +622,13 @@ import (
 	if d := crdProp(t, root, "spec.deep"); crdJSON(t, d.Default) != "{}" || crdJSON(t, crdProp(t, root, "spec.deep.inner").Default) != "{}" {
 		t.Errorf("deep: %+v", d)
 	}
-	if m := crdProp(t, root, "spec.maybe"); !m.Nullable || m.Type != "string" || m.Enum != nil {
-		// A nullable enum would reject null: see crdConstraints.finish.
+	if m := crdProp(t, root, "spec.maybe"); !m.Nullable || m.Type != "string" || m.Enum != nil || len(m.XValidations) != 1 {
+		// A nullable enum would reject null: it is a CEL rule instead (see
+		// crdConstraints.finish).
 		t.Errorf("maybe: %+v", m)
 	}
-	// int & >5 | 0: the union is not a range; no bounds rather than wrong ones.
-	if e := crdProp(t, root, "spec.either"); e.Minimum != nil || crdJSON(t, e.Default) != "0" {
+	// int & >5 | 0: the union is not a range; no bounds but a CEL rule.
+	if e := crdProp(t, root, "spec.either"); e.Minimum != nil || crdJSON(t, e.Default) != "0" || len(e.XValidations) != 1 {
 		t.Errorf("either: %+v", e)
 	}
 	if n := crdProp(t, root, "spec.nodes[]"); !reflect.DeepEqual(n.Required, []string{"name"}) {
@@ -671,6 +673,22 @@ import (
 	} {
 		if errs := apiservervalidation.ValidateCustomResource(nil, map[string]any{"spec": spec}, validator); len(errs) == 0 {
 			t.Errorf("spec %v accepted", spec)
+		}
+	}
+	cr := func(spec map[string]any) map[string]any {
+		return map[string]any{"apiVersion": "example.com/v1", "kind": "Thing", "metadata": map[string]any{"name": "t"}, "spec": spec}
+	}
+	for _, spec := range []map[string]any{{"maybe": nil}, {"maybe": "b"}, {"either": int64(0)}, {"either": int64(6)}} {
+		if got := celCheck(t, crd, cr(spec), nil); got != "" {
+			t.Errorf("spec %v refused by its rules: %s", spec, got)
+		}
+	}
+	for want, spec := range map[string]map[string]any{
+		`spec.maybe: invalid value (does not satisfy "a" | "b")`:     {"maybe": "c"},
+		"spec.either: invalid value (does not satisfy int & >5 | 0)": {"either": int64(3)},
+	} {
+		if got := celCheck(t, crd, cr(spec), nil); !strings.Contains(got, want) {
+			t.Errorf("spec %v: got %q, want %q", spec, got, want)
 		}
 	}
 }
@@ -739,5 +757,81 @@ func TestCRDValidated(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// kubectl explain shows descriptions as they are: they must read as prose,
+// not name CUE definitions.
+func TestCRDDescriptionsReadAsProse(t *testing.T) {
+	lib, err := render.Load(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cueName := regexp.MustCompile(`(^|[\s(])#[A-Za-z]`)
+	var walk func(kind, path string, s apiextensionsv1.JSONSchemaProps)
+	walk = func(kind, path string, s apiextensionsv1.JSONSchemaProps) {
+		if cueName.MatchString(s.Description) {
+			t.Errorf("%s %s: description names a CUE definition: %q", kind, path, s.Description)
+		}
+		for name, p := range s.Properties {
+			walk(kind, path+"."+name, p)
+		}
+		if s.Items != nil && s.Items.Schema != nil {
+			walk(kind, path+"[]", *s.Items.Schema)
+		}
+	}
+	for _, k := range lib.Kinds() {
+		crd, err := Generate(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := crdRoot(t, crd)
+		if root.Description == "" {
+			t.Errorf("%s: the kind has no description", k.GVK.Kind)
+		}
+		walk(k.GVK.Kind, "", *root)
+	}
+
+	root := crdRoot(t, crdMemcached(t))
+	for path, want := range map[string]string{
+		"":       "A Memcached cluster: a Deployment of memcached pods, whose names the status lists.",
+		"spec":   "The desired state of a Memcached cluster.",
+		"status": "The observed state of a Memcached cluster.",
+	} {
+		got := root.Description
+		if path != "" {
+			got = crdProp(t, root, path).Description
+		}
+		if got != want {
+			t.Errorf("%q description: %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestProseDoc(t *testing.T) {
+	for doc, want := range map[string]string{
+		"#Spec is the desired state of a database.":         "The desired state of a database.",
+		"#Labels are the recommended labels.":               "The recommended labels.",
+		"#InventoryEntry names one applied child.":          "Names one applied child.",
+		"common.#Status is what cuerator writes.":           "What cuerator writes.",
+		"size is the number of memcached pods.":             "size is the number of memcached pods.",
+		"It says #Spec in the middle, which is left as is.": "It says #Spec in the middle, which is left as is.",
+	} {
+		if got := proseDoc(doc); got != want {
+			t.Errorf("proseDoc(%q) = %q, want %q", doc, got, want)
+		}
+	}
+}
+
+func TestUnwrapDoc(t *testing.T) {
+	for doc, want := range map[string]string{
+		"size is the volume's\ncapacity.": "size is the volume's capacity.",
+		"one\nparagraph\n\nand another":   "one paragraph\n\nand another",
+		"a list:\n- first\n- second":      "a list:\n- first\n- second",
+		"code:\n\tkept as\n\tit is":       "code:\n\tkept as\n\tit is",
+	} {
+		if got := unwrapDoc(doc); got != want {
+			t.Errorf("unwrapDoc(%q) = %q, want %q", doc, got, want)
+		}
 	}
 }

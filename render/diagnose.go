@@ -44,7 +44,8 @@ func (e *ValidationError) Error() string {
 
 // Diagnose turns a CUE error into a ValidationError whose paths are CR
 // paths ("spec.size" rather than "cr.spec.size"). It drops the "empty
-// disjunction" and duplicate lines that CUE adds next to the real reason.
+// disjunction", default-conflict and duplicate lines that CUE adds next to
+// the real reason.
 func Diagnose(err error) error {
 	if err == nil {
 		return nil
@@ -89,7 +90,28 @@ func Diagnose(err error) error {
 	if len(out) == 0 {
 		out = noise
 	}
-	return &ValidationError{Errs: out}
+	return &ValidationError{Errs: withoutDefaultConflicts(out)}
+}
+
+// withoutDefaultConflicts drops "conflicting values" next to another error
+// of the same field: a value that breaks `int & <=100 | *1` fails both
+// branches, and the default's "conflicting values 1 and 200" says nothing
+// the bound's "out of bound <=100" does not say better.
+func withoutDefaultConflicts(errs []FieldError) []FieldError {
+	explained := map[string]bool{}
+	for _, fe := range errs {
+		if !strings.HasPrefix(fe.Message, "conflicting values ") {
+			explained[fe.Path] = true
+		}
+	}
+	out := errs[:0:0]
+	for _, fe := range errs {
+		if explained[fe.Path] && strings.HasPrefix(fe.Message, "conflicting values ") {
+			continue
+		}
+		out = append(out, fe)
+	}
+	return out
 }
 
 // TemplateError is a failure of the template itself rather than of the CR:

@@ -447,8 +447,8 @@ func TestRenderKindsRejectBadSpecs(t *testing.T) {
 		{"webapp domain with scheme", webAppSample, "spec.domain", set("spec.domain", "https://example.com")},
 		{"webapp tls without secretName", webAppSample, "spec.tls.secretName", set("spec.tls", map[string]any{})},
 		{"webapp monitoring typo", webAppSample, "spec.monitoring.enable", set("spec.monitoring", map[string]any{"enable": true})},
-		// Rules on metadata.name that the CRD cannot express: the name is
-		// also the Service's, which must be a DNS-1035 label.
+		// Rules of the kind's #Name on metadata.name: the name is also the
+		// Service's, which must be a DNS-1035 label.
 		{"webapp name with a dot", webAppSample, "metadata.name", rename("my.webapp")},
 		{"webapp name starting with a digit", webAppSample, "metadata.name", rename("1webapp")},
 		{"database type mysql", databaseSample, "spec.type", set("spec.type", "mysql")},
@@ -523,6 +523,22 @@ func renderRecovering(lib *render.Library, cr *unstructured.Unstructured) (err e
 	}()
 	_, err = lib.RenderCR(cr)
 	return err
+}
+
+// A value out of a defaulted bound is refused for the bound alone, not
+// also for the default it conflicts with.
+func TestRefusalOfADefaultedBoundNamesTheBound(t *testing.T) {
+	lib := loadLibrary(t)
+	cr := readCR(t, webAppSample)
+	cr.SetNamespace("team-a")
+	if err := unstructured.SetNestedField(cr.Object, int64(200), "spec", "replicas"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := lib.RenderCR(cr)
+	var verr *render.ValidationError
+	if !errors.As(err, &verr) || len(verr.Errs) != 1 || verr.Errs[0].Path != "spec.replicas" || !strings.HasPrefix(verr.Errs[0].Message, "invalid value 200 (out of bound <=100)") {
+		t.Errorf("want one error, spec.replicas out of bound <=100: %v", err)
+	}
 }
 
 // wantRefusalNaming wants err to be a ValidationError with a field error

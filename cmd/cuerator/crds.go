@@ -1,14 +1,14 @@
 package main
 
 import (
-	"github.com/cuerator/cuerator/crdgen"
-
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	"github.com/cuerator/cuerator/crdgen"
 )
 
 func crdsCmd(templates *string) *cobra.Command {
@@ -16,6 +16,12 @@ func crdsCmd(templates *string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "crds",
 		Short: "Print the CustomResourceDefinitions generated from the templates",
+		Long: `crds generates each kind's CRD from its api package: the OpenAPI schema,
+and CEL validation rules for what OpenAPI cannot express (#Name, references
+between fields, @immutable() fields). On standard error it warns of each
+constraint the CRD enforces differently from CUE: one with no CEL form, which
+only the operator's render refuses, or a bound the CRD adds so that its rules
+fit the API server's cost budget.`,
 		Example: `  cuerator crds | kubectl apply --server-side -f -
 
   # One file per CRD, as 'make generate' writes deploy/crds/
@@ -26,9 +32,16 @@ func crdsCmd(templates *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			crds, err := crdgen.GenerateAll(lib)
-			if err != nil {
-				return err
+			var crds []*apiextensionsv1.CustomResourceDefinition
+			for _, k := range lib.Kinds() {
+				crd, warnings, err := crdgen.GenerateWithWarnings(k)
+				if err != nil {
+					return err
+				}
+				for _, w := range warnings {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", k.GVK.Kind, w)
+				}
+				crds = append(crds, crd)
 			}
 			if outDir == "" {
 				b, err := crdgen.MarshalYAML(crds)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cuerator/cuerator/crdgen"
@@ -35,6 +37,31 @@ func TestCommittedCRDsAreCurrent(t *testing.T) {
 		gb, err := os.ReadFile(filepath.Join(committed, name))
 		if err != nil || string(gb) != string(wb) {
 			t.Errorf("deploy/crds/%s is stale: run make generate", name)
+		}
+	}
+}
+
+// cuerator crds names, on standard error, each constraint the CRD does not
+// enforce as CUE does, and still writes the CRDs.
+func TestCRDsWarns(t *testing.T) {
+	templates := "../../crdgen/testdata/crd/widgets"
+	cmd := crdsCmd(&templates)
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(nil)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "kind: CustomResourceDefinition") {
+		t.Errorf("no CRD on standard output:\n%s", out.String())
+	}
+	for _, want := range []string{
+		"warning: Widget: spec.address: net.IPv4() is not checked at admission",
+		"warning: Widget: spec.prefix: the CRD limits it to 4096 characters",
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("standard error lacks %q:\n%s", want, errOut.String())
 		}
 	}
 }

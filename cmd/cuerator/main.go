@@ -19,7 +19,7 @@ func main() {
 	var templates string
 	root.PersistentFlags().StringVar(&templates, "templates", "", "directory of a CUE template module to use instead of the built-in one")
 	root.AddCommand(runCmd(&templates), crdsCmd(&templates), renderCmd(&templates), vetCmd(&templates), rbacCmd(&templates))
-	root.AddCommand(diffCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates))
+	root.AddCommand(diffCmd(&templates), checkCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates))
 	if err := root.Execute(); err != nil {
 		if code, ok := err.(exitCode); ok {
 			os.Exit(int(code))

@@ -40,7 +40,7 @@ const (
 	MissingRequired Violation = "missing-required"
 	UnknownField    Violation = "unknown-field"
 	// BadName breaks a rule on metadata.name: Kubernetes' own, or one that
-	// the kind's CUE #Name adds and the CRD cannot express.
+	// the kind's CUE #Name adds (the CRD's root rules).
 	BadName Violation = "bad-name"
 	// CorpusFile is a hand-written case of invalid/.
 	CorpusFile Violation = "corpus-file"
@@ -120,8 +120,8 @@ func decodeCR(data []byte, name string) (*unstructured.Unstructured, error) {
 // Generate derives invalid CRs from each kind's CRD, systematically: for
 // every spec field, each rule its schema states is broken once or a few
 // times, starting from the kind's Base and changing nothing else. Names
-// that Kubernetes or the kind's CUE #Name refuse are added: the CRD cannot
-// check metadata.name.
+// that Kubernetes or the kind's CUE #Name refuse are added: the schema
+// cannot state them, the CRD's root rules do.
 func Generate(lib *render.Library) ([]Case, error) {
 	var out []Case
 	for _, kind := range lib.Kinds() {

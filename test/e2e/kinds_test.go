@@ -10,9 +10,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/cuerator/cuerator/render"
+	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/corpus"
 )
 
@@ -39,11 +44,22 @@ type verdict struct {
 	output   string
 }
 
-// TestCorpus runs every CR of test/corpus through the three places a CR is
-// checked: the API server with the generated CRD (kubectl apply
-// --dry-run=server), the stock `cue vet` on the kind's api package, and
-// `cuerator vet`. All three must accept every valid file and refuse every
-// invalid one, naming the field its "# rejects:" header gives.
+// corpusFile is one CR file of the corpus test.
+type corpusFile struct {
+	path  string
+	valid bool
+	// group names the file's place in the test: valid, invalid (the files
+	// of test/corpus) or generated (the cases test/corpus derives from the
+	// CRDs, written to files for the test).
+	group string
+}
+
+// TestCorpus runs every CR of test/corpus, the files and the cases it
+// generates from the CRDs, through the three places a CR is checked: the
+// API server with the generated CRD (kubectl apply --dry-run=server), the
+// stock `cue vet` on the kind's api package, and `cuerator vet`. All three
+// must accept every valid CR and refuse every invalid one, naming the field
+// its "# rejects:" header gives.
 func TestCorpus(t *testing.T) {
 	cue := requireCueTool(t)
 	cuerator := buildCuerator(t)
@@ -53,13 +69,20 @@ func TestCorpus(t *testing.T) {
 	}
 	ns := namespace(t, "corpus")
 
-	files, err := filepath.Glob(filepath.Join(corpusDir, "*", "*.yaml"))
+	paths, err := filepath.Glob(filepath.Join(corpusDir, "*", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var files []corpusFile
 	var valid, invalid int
-	for _, f := range files {
-		if filepath.Base(filepath.Dir(f)) == "valid" {
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		group := filepath.Base(filepath.Dir(p))
+		files = append(files, corpusFile{path: abs, valid: group == "valid", group: group})
+		if group == "valid" {
 			valid++
 		} else {
 			invalid++
@@ -68,47 +91,94 @@ func TestCorpus(t *testing.T) {
 	if valid < 30 || invalid < 60 {
 		t.Fatalf("corpus has %d valid and %d invalid files; want at least 30 and 60", valid, invalid)
 	}
+	files = append(files, writeGeneratedCases(t)...)
 
-	for _, file := range files {
-		file, err := filepath.Abs(file)
+	var mu sync.Mutex
+	refusedBy := map[string]int{}
+	invalidCRs := 0
+	// The group returns when every parallel subtest has.
+	t.Run("crs", func(t *testing.T) {
+		for _, file := range files {
+			name := filepath.Base(file.path)
+			kind, ok := corpusKinds[strings.SplitN(name, "-", 2)[0]]
+			if !ok {
+				t.Fatalf("%s: the file name does not start with a kind (webapp-, database-, memcached-)", name)
+			}
+			t.Run(file.group+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				verdicts := []verdict{
+					runTool("kubectl apply --dry-run=server", "kubectl", "--kubeconfig", testCluster.KubeconfigPath,
+						"apply", "--dry-run=server", "-n", ns, "-f", file.path),
+					// -C must come before the command; the file path is absolute
+					// because -C changes the directory.
+					runTool("cue vet", cue, "-C", schemasDir, "vet", "-d", kind.def, "./"+kind.dir+"/api", file.path),
+					runTool("cuerator vet", cuerator, "vet", "-f", file.path),
+				}
+				var field string
+				if !file.valid {
+					field = rejectsHeader(t, file.path)
+				}
+				for _, v := range verdicts {
+					switch {
+					case file.valid && !v.accepted:
+						t.Errorf("%s refuses a valid CR:\n%s", v.tool, v.output)
+					case !file.valid && v.accepted:
+						t.Errorf("%s accepts an invalid CR (want a refusal naming %s):\n%s", v.tool, field, v.output)
+					case !file.valid && !strings.Contains(v.output, field):
+						t.Errorf("%s refuses it without naming %s:\n%s", v.tool, field, v.output)
+					}
+				}
+				if t.Failed() {
+					t.Logf("verdicts: %s", summary(verdicts))
+				}
+				if file.valid {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				invalidCRs++
+				for _, v := range verdicts {
+					if !v.accepted && strings.Contains(v.output, field) {
+						refusedBy[v.tool]++
+					}
+				}
+			})
+		}
+	})
+	for _, tool := range []string{"kubectl apply --dry-run=server", "cue vet", "cuerator vet"} {
+		t.Logf("%s: %d of %d invalid CRs refused, naming the field", tool, refusedBy[tool], invalidCRs)
+	}
+}
+
+// writeGeneratedCases writes the invalid cases that test/corpus derives
+// from the CRDs into files with a "# rejects:" header, as the hand-written
+// ones have.
+func writeGeneratedCases(t *testing.T) []corpusFile {
+	t.Helper()
+	lib, err := render.Load(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := corpus.Generate(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var out []corpusFile
+	for i, c := range cases {
+		body, err := yaml.Marshal(c.CR.Object)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantValid := filepath.Base(filepath.Dir(file)) == "valid"
-		name := filepath.Base(file)
-		kind, ok := corpusKinds[strings.SplitN(name, "-", 2)[0]]
-		if !ok {
-			t.Fatalf("%s: the file name does not start with a kind (webapp-, database-, memcached-)", name)
+		// The kind comes first: the test picks the kind's definition by it.
+		path := filepath.Join(dir, fmt.Sprintf("%s-%03d-%s.yaml", c.Kind, i, strings.ReplaceAll(strings.TrimPrefix(c.Name(), c.Kind+"/"), "/", "-")))
+		content := fmt.Sprintf("# %s\n# rejects: %s\n%s", c.Name(), c.Field, body)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		t.Run(filepath.Base(filepath.Dir(file))+"/"+name, func(t *testing.T) {
-			t.Parallel()
-			verdicts := []verdict{
-				runTool("kubectl apply --dry-run=server", "kubectl", "--kubeconfig", testCluster.KubeconfigPath,
-					"apply", "--dry-run=server", "-n", ns, "-f", file),
-				// -C must come before the command; the file path is absolute
-				// because -C changes the directory.
-				runTool("cue vet", cue, "-C", schemasDir, "vet", "-d", kind.def, "./"+kind.dir+"/api", file),
-				runTool("cuerator vet", cuerator, "vet", "-f", file),
-			}
-			var field string
-			if !wantValid {
-				field = rejectsHeader(t, file)
-			}
-			for _, v := range verdicts {
-				switch {
-				case wantValid && !v.accepted:
-					t.Errorf("%s refuses a valid CR:\n%s", v.tool, v.output)
-				case !wantValid && v.accepted:
-					t.Errorf("%s accepts an invalid CR (want a refusal naming %s):\n%s", v.tool, field, v.output)
-				case !wantValid && !strings.Contains(v.output, field):
-					t.Errorf("%s refuses it without naming %s:\n%s", v.tool, field, v.output)
-				}
-			}
-			if t.Failed() {
-				t.Logf("verdicts: %s", summary(verdicts))
-			}
-		})
+		out = append(out, corpusFile{path: path, group: "generated"})
 	}
+	return out
 }
 
 func runTool(tool, name string, args ...string) verdict {
@@ -436,6 +506,30 @@ func TestDatabaseSample(t *testing.T) {
 		}
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=60s")
 	})
+	t.Run("the storage size cannot change", func(t *testing.T) {
+		// A StatefulSet cannot resize the volumes it claimed: the API server
+		// refuses the edit, rather than admitting it and the operator failing
+		// every apply after it.
+		sample, err := os.ReadFile(databaseSample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resized := strings.Replace(string(sample), "size: 10Gi", "size: 20Gi", 1)
+		if resized == string(sample) {
+			t.Fatal("the sample no longer sets size: 10Gi")
+		}
+		out := kubectlFails(t, resized, "apply", "-n", ns, "-f", "-")
+		if !strings.Contains(out, "spec.storage.size: is immutable") {
+			t.Errorf("kubectl apply of a resized Database: want a refusal naming spec.storage.size:\n%s", out)
+		}
+		if size := kubectl(t, "get", cr, "-n", ns, "-o", "jsonpath={.spec.storage.size}"); size != "10Gi" {
+			t.Errorf("spec.storage.size is %q after the refused edit", size)
+		}
+		if size := getObject(t, ns, "statefulset", "my-db").field("volumeClaimTemplates.0.spec.resources.requests.storage"); size != "10Gi" {
+			t.Errorf("the StatefulSet claims %v", size)
+		}
+		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=60s")
+	})
 }
 
 const serviceMonitorCRD = `apiVersion: apiextensions.k8s.io/v1
@@ -459,3 +553,50 @@ spec:
         type: object
         x-kubernetes-preserve-unknown-fields: true
 `
+
+// kubectl explain shows the descriptions the CRDs carry: prose about the
+// kind and each field, not the names of CUE definitions.
+func TestExplainReadsAsProse(t *testing.T) {
+	for _, tc := range []struct{ field, want string }{
+		{"webapp", "A web application:"},
+		{"webapp.spec", "The desired state of a web application."},
+		{"database.status", "The observed state of a database."},
+		{"memcached.status.conditions.type", "type is Ready, Reconciling or Stalled."},
+	} {
+		// The API server publishes a new CRD's schema within seconds.
+		eventually(t, 30*time.Second, "kubectl explain "+tc.field, func() error {
+			out, err := kubectlOut(testCluster.KubeconfigPath, "explain", tc.field)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, tc.want) || strings.Contains(out, "#Spec") || strings.Contains(out, "#Status") {
+				return fmt.Errorf("want %q and no CUE definition name:\n%s", tc.want, out)
+			}
+			return nil
+		})
+	}
+}
+
+// The names the issue names: a WebApp web.app (not a DNS-1035 label, so not
+// a Service name) and a Database of 50 characters (too long for its backup
+// CronJob) are refused by kubectl apply, naming metadata.name.
+func TestNamesTheTemplatesRefuseAreRefusedByKubectlApply(t *testing.T) {
+	ns := namespace(t, "bad-names")
+	for _, tc := range []struct{ sample, from, to string }{
+		{webAppSample, "name: my-webapp", "name: web.app"},
+		{databaseSample, "name: my-db", "name: " + strings.Repeat("d", 50)},
+	} {
+		sample, err := os.ReadFile(tc.sample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest := strings.Replace(string(sample), tc.from, tc.to, 1)
+		if manifest == string(sample) {
+			t.Fatalf("%s has no %q", tc.sample, tc.from)
+		}
+		out := kubectlFails(t, manifest, "apply", "-n", ns, "-f", "-")
+		if !strings.Contains(out, "metadata.name") {
+			t.Errorf("kubectl apply of %s: refused without naming metadata.name:\n%s", tc.to, out)
+		}
+	}
+}
