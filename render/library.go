@@ -45,7 +45,10 @@ func (l *Library) Digest() string { return l.digest }
 
 // Load compiles every kind of the CUE module rooted at fsys. A kind is a
 // directory holding a template package with an `api` package beneath it.
+// Symbolic links inside fsys are followed (a mounted ConfigMap is made of
+// them); one that leads outside it is refused.
 func Load(fsys fs.FS) (*Library, error) {
+	fsys = followLinks(fsys)
 	if _, err := fs.Stat(fsys, "cue.mod/module.cue"); err != nil {
 		return nil, fmt.Errorf("template module: cue.mod/module.cue not found: %w", err)
 	}
@@ -127,7 +130,8 @@ func refuseTools(inst *build.Instance) error {
 	return nil
 }
 
-// kindDirs lists the top-level directories that have an api/ package.
+// kindDirs lists the top-level directories that have an api/ package; fsys
+// shows links as what they point to.
 func kindDirs(fsys fs.FS) ([]string, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
@@ -146,12 +150,44 @@ func kindDirs(fsys fs.FS) ([]string, error) {
 }
 
 // DigestFS hashes every file name and content, so that a changed template
-// shows as a changed digest.
+// shows as a changed digest. Links are followed as Load follows them, so a
+// swap of a mounted ConfigMap's `..data` changes the digest; a link Load
+// would refuse is hashed as its target, so that the load that follows
+// reports it. The kubelet's own `..` entries at the top are left out: the
+// top-level links reach their content. A directory reached twice through
+// links (a cycle) is hashed once.
 func DigestFS(fsys fs.FS) (string, error) {
+	fsys = followLinks(fsys)
+	linked, _ := fsys.(linkedFS)
+	walked := map[string]bool{}
 	h := sha256.New()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
+		}
+		if p != "." && path.Dir(p) == "." && strings.HasPrefix(p, "..") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() && linked.base != nil {
+			dir, err := linked.resolve("walk", p)
+			if err != nil {
+				return err
+			}
+			if walked[dir] {
+				fmt.Fprintf(h, "%s\x00=>\x00%s\x00", p, dir)
+				return fs.SkipDir
+			}
+			walked[dir] = true
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			fmt.Fprintf(h, "%s\x00->\x00%s\x00", p, linked.linkTarget(p))
+			return nil
 		}
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {

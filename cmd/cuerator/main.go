@@ -9,6 +9,16 @@ import (
 )
 
 func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		if code, ok := err.(exitCode); ok {
+			os.Exit(int(code))
+		}
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "cuerator",
 		Short:         "Kubernetes operators from CUE templates",
@@ -20,13 +30,7 @@ func main() {
 	root.PersistentFlags().StringVar(&templates, "templates", "", "directory of a CUE template module to use instead of the built-in one")
 	root.AddCommand(runCmd(&templates), crdsCmd(&templates), renderCmd(&templates), vetCmd(&templates), rbacCmd(&templates))
 	root.AddCommand(diffCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates))
-	if err := root.Execute(); err != nil {
-		if code, ok := err.(exitCode); ok {
-			os.Exit(int(code))
-		}
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(2)
-	}
+	return root
 }
 
 // exitCode ends the command with that code after it has printed its own report.
