@@ -15,10 +15,11 @@ IMG ?= cuerator:dev
 build: ## Build the cuerator binary into bin/
 	$(GO) build -o $(BIN) ./cmd/cuerator
 
-generate: ## Regenerate deploy/crds and deploy/rbac/role.yaml from the CUE templates
+generate: ## Regenerate deploy/crds, deploy/rbac/role.yaml and deploy/live-templates from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
 	$(GO) run ./cmd/cuerator rbac --namespace cuerator-system >deploy/rbac/role.yaml.tmp
 	mv deploy/rbac/role.yaml.tmp deploy/rbac/role.yaml
+	$(GO) run ./cmd/cuerator configmap --output-dir deploy/live-templates
 
 # The stock cue CLI at the version cuerator embeds: the corpus test checks
 # that `cue vet` agrees with the CRDs and with `cuerator vet`.
@@ -33,14 +34,18 @@ install: ## Apply the CRDs to the cluster in KUBECONFIG
 uninstall: ## Delete the CRDs (and so every CR) from the cluster in KUBECONFIG
 	kubectl delete --ignore-not-found -k deploy/crds/
 
-# deploy/default with the image set to $(IMG), through a throwaway overlay:
-# kubectl's built-in kustomize has no `edit set image`, and an overlay must
-# name its base by a relative path, so it lives in deploy/ while it is used.
+# deploy/$(OVERLAY) with the image set to $(IMG), through a throwaway
+# overlay: kubectl's built-in kustomize has no `edit set image`, and an
+# overlay must name its base by a relative path, so it lives in deploy/
+# while it is used. OVERLAY=live-templates runs the operator on templates
+# from a ConfigMap, which it follows live and whose CRDs it installs.
+OVERLAY ?= default
+
 define IMAGE_OVERLAY
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-- ../default
+- ../$(OVERLAY)
 patches:
 - target:
     kind: Deployment
@@ -56,10 +61,14 @@ WITH_IMAGE_OVERLAY = overlay=$$(mktemp -d deploy/.image.XXXXXX) && trap 'rm -rf 
 
 .PHONY: manifests deploy undeploy
 
-manifests: ## Print the manifests of deploy/default with the operator image $(IMG)
+manifests: ## Print the manifests of deploy/$(OVERLAY) with the operator image $(IMG)
 	@$(WITH_IMAGE_OVERLAY) kubectl kustomize "$$overlay"
 
-deploy: install ## Install the CRDs, then the operator (image $(IMG)) in cuerator-system, and wait for it
+# With live templates the operator installs the CRDs; otherwise they come first.
+ifeq ($(OVERLAY),default)
+deploy: install
+endif
+deploy: ## Install the CRDs, then the operator of deploy/$(OVERLAY) (image $(IMG)) in cuerator-system, and wait for it
 	$(WITH_IMAGE_OVERLAY) kubectl apply --server-side -k "$$overlay"
 	kubectl -n cuerator-system rollout status deployment/cuerator-controller-manager --timeout=3m
 

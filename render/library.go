@@ -153,15 +153,52 @@ func kindDirs(fsys fs.FS) ([]string, error) {
 // shows as a changed digest. Links are followed as Load follows them, so a
 // swap of a mounted ConfigMap's `..data` changes the digest; a link Load
 // would refuse is hashed as its target, so that the load that follows
-// reports it. The kubelet's own `..` entries at the top are left out: the
-// top-level links reach their content. A directory reached twice through
-// links (a cycle) is hashed once.
+// reports it.
 func DigestFS(fsys fs.FS) (string, error) {
+	h := sha256.New()
+	err := walkModule(fsys, func(p, target string, content []byte) error {
+		if content == nil {
+			fmt.Fprintf(h, "%s\x00->\x00%s\x00", p, target)
+			return nil
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(content))
+		h.Write(content)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("template module: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// ModuleFiles returns the content of every file of the module in fsys by
+// path, with links followed as Load follows them. A link Load would refuse
+// is an error.
+func ModuleFiles(fsys fs.FS) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := walkModule(fsys, func(p, target string, content []byte) error {
+		if content == nil {
+			if _, err := fs.Stat(followLinks(fsys), p); err != nil {
+				return fmt.Errorf("template module: %w", err)
+			}
+			return fmt.Errorf("template module: %s is a link to %s, a directory already in the module", p, target)
+		}
+		files[p] = content
+		return nil
+	})
+	return files, err
+}
+
+// walkModule calls visit with every file of the module and its content, or
+// with a link that is not followed and its target (content nil): one that
+// cannot be, or one to a directory already walked (a cycle). The
+// kubelet's own `..` entries at the top are left out: the top-level links
+// reach their content.
+func walkModule(fsys fs.FS, visit func(p, target string, content []byte) error) error {
 	fsys = followLinks(fsys)
 	linked, _ := fsys.(linkedFS)
 	walked := map[string]bool{}
-	h := sha256.New()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -171,36 +208,35 @@ func DigestFS(fsys fs.FS) (string, error) {
 			}
 			return nil
 		}
-		if d.IsDir() && linked.base != nil {
+		if d.IsDir() {
+			if linked.base == nil {
+				return nil
+			}
 			dir, err := linked.resolve("walk", p)
 			if err != nil {
 				return err
 			}
 			if walked[dir] {
-				fmt.Fprintf(h, "%s\x00=>\x00%s\x00", p, dir)
+				if err := visit(p, dir, nil); err != nil {
+					return err
+				}
 				return fs.SkipDir
 			}
 			walked[dir] = true
-		}
-		if d.IsDir() {
 			return nil
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
-			fmt.Fprintf(h, "%s\x00->\x00%s\x00", p, linked.linkTarget(p))
-			return nil
+			return visit(p, linked.linkTarget(p), nil)
 		}
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
-		h.Write(b)
-		return nil
+		if b == nil {
+			b = []byte{}
+		}
+		return visit(p, "", b)
 	})
-	if err != nil {
-		return "", fmt.Errorf("template module: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // noRegistry refuses every module dependency: templates must be

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,6 +39,7 @@ import (
 	"github.com/cuerator/cuerator/generate/rbac"
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/mount"
 )
 
 // The operator as it ships: deploy/default installs cleanly into a namespace
@@ -60,26 +61,27 @@ const (
 )
 
 func TestDeploy(t *testing.T) {
-	shipped := deployDefault(t)
+	shipped := deployKustomization(t, "../../deploy/default")
 	t.Run("PrometheusMonitorRenders", func(t *testing.T) { testPrometheusMonitor(t, shipped) })
 	t.Run("DeniesWhatItNeedsNot", testDeniedPermissions)
 	t.Run("LeastPrivilege", func(t *testing.T) { testLeastPrivilege(t, shipped) })
 	t.Run("OfflineResourceNamesMatchDiscovery", testOfflineResourceNames)
 }
 
-// deployDefault applies deploy/default as `make deploy` does, checks that
-// the API server has no warning about it (Pod Security would warn about a
-// pod that breaks the namespace's standard) and that the Deployment rolls
-// out, and removes it all when the test ends. It returns the objects.
-func deployDefault(t *testing.T) []*unstructured.Unstructured {
+// deployKustomization applies a kustomization of deploy/ as `make deploy`
+// does, checks that the API server has no warning about it (Pod Security
+// would warn about a pod that breaks the namespace's standard) and that the
+// Deployment rolls out, and removes it all but the CRDs when the test ends.
+// It returns the objects.
+func deployKustomization(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	manifests, warnings := kubectlStreams(t, "", "kustomize", "../../deploy/default")
+	manifests, warnings := kubectlStreams(t, "", "kustomize", dir)
 	if warnings != "" {
-		t.Errorf("kubectl kustomize deploy/default warned:\n%s", warnings)
+		t.Errorf("kubectl kustomize %s warned:\n%s", dir, warnings)
 	}
 	objs, err := render.ReadManifests(strings.NewReader(manifests))
 	if err != nil {
-		t.Fatalf("deploy/default: %v", err)
+		t.Fatalf("%s: %v", dir, err)
 	}
 	var namespaces, removable []*unstructured.Unstructured
 	for _, o := range objs {
@@ -92,7 +94,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 		removable = append(removable, o)
 	}
 	if len(namespaces) != 1 || namespaces[0].GetName() != operatorNamespace {
-		t.Fatalf("deploy/default should create exactly the namespace %s", operatorNamespace)
+		t.Fatalf("%s should create exactly the namespace %s", dir, operatorNamespace)
 	}
 	for _, mode := range []string{"enforce", "audit", "warn"} {
 		if l := namespaces[0].GetLabels()["pod-security.kubernetes.io/"+mode]; l != "restricted" {
@@ -103,7 +105,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 		// Waits until the namespace is gone, so that a later test can
 		// create it again.
 		if out, err := kubectlInput(yamlStream(t, removable), "delete", "--ignore-not-found", "--timeout=2m", "-f", "-"); err != nil {
-			t.Errorf("removing deploy/default: %v\n%s", err, out)
+			t.Errorf("removing %s: %v\n%s", dir, err, out)
 		}
 	})
 
@@ -219,7 +221,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorAccount}
 	cfg.Wrap(audit.wrap)
 	metricsAddr := freeAddr(t)
-	stop := startOperatorAs(t, cfg, lib, metricsAddr)
+	stop := startOperatorAs(t, cfg, lib, metricsAddr, "")
 
 	crs := applyRenamedSamples(t, lib, ns)
 	for _, cr := range crs {
@@ -260,38 +262,42 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 // renamed, and loads it.
 func renamedLibrary(t *testing.T) *render.Library {
 	t.Helper()
-	dir := t.TempDir()
-	groupLine := regexp.MustCompile(`(\bgroup:\s*")([a-z0-9.-]+)\.example\.com"`)
-	renamed := 0
-	err := fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(schemas.FS, path)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(path, ".cue") {
-			renamed += len(groupLine.FindAll(b, -1))
-			b = groupLine.ReplaceAll(b, []byte(`${1}${2}.`+renamedGroupSuffix+`"`))
-		}
-		target := filepath.Join(dir, path)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
+	files, err := mount.Files(schemas.FS)
 	if err != nil {
 		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for path, content := range renameGroups(t, files) {
+		writeFile(t, filepath.Join(dir, filepath.FromSlash(path)), string(content))
 	}
 	lib, err := render.Load(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if renamed != len(lib.Kinds()) {
-		t.Fatalf("renamed %d groups for %d kinds: a #CRD group no longer reads group: \"<x>.example.com\"", renamed, len(lib.Kinds()))
-	}
 	return lib
+}
+
+// renameGroups returns the files of a copy of the built-in template module
+// (by path) with every kind's group renamed.
+func renameGroups(t *testing.T, files map[string][]byte) map[string][]byte {
+	t.Helper()
+	groupLine := regexp.MustCompile(`(\bgroup:\s*")([a-z0-9.-]+)\.example\.com"`)
+	out := map[string][]byte{}
+	renamed, apis := 0, 0
+	for path, b := range files {
+		if strings.HasSuffix(path, ".cue") {
+			renamed += len(groupLine.FindAll(b, -1))
+			b = groupLine.ReplaceAll(b, []byte(`${1}${2}.`+renamedGroupSuffix+`"`))
+		}
+		if strings.HasSuffix(path, "/api/api.cue") {
+			apis++
+		}
+		out[path] = b
+	}
+	if renamed != apis {
+		t.Fatalf("renamed %d groups for %d kinds: a #CRD group no longer reads group: \"<x>.example.com\"", renamed, apis)
+	}
+	return out
 }
 
 func renamedGroup(group string) string {
@@ -341,28 +347,41 @@ func installCRDs(t *testing.T, lib *render.Library) {
 // the shipped ClusterRole with the groups renamed and nothing more.
 func grantRenamedKinds(t *testing.T, lib *render.Library, shipped []*unstructured.Unstructured) {
 	t.Helper()
-	var manager rbacv1.ClusterRole
+	grantRenamed(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
+}
+
+// grantRenamed binds the operator's ServiceAccount to generated, a
+// ClusterRole generated for the renamed kinds, under the name as, after
+// checking that it is the shipped ClusterRole of its name with the groups
+// (and the CRD names) renamed and nothing more.
+func grantRenamed(t *testing.T, shipped []*unstructured.Unstructured, generated *rbacv1.ClusterRole, as string) {
+	t.Helper()
+	var role *rbacv1.ClusterRole
 	for _, o := range shipped {
-		if o.GetKind() == "ClusterRole" && o.GetName() == rbac.ManagerRoleName {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &manager); err != nil {
+		if o.GetKind() == "ClusterRole" && o.GetName() == generated.Name {
+			role = &rbacv1.ClusterRole{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, role); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	want := permissionsOf(manager.Rules, func(group string) string {
-		if strings.HasSuffix(group, ".example.com") {
-			return renamedGroup(group)
-		}
-		return group
-	})
-	role := rbac.ManagerClusterRole(lib)
-	if got := permissionsOf(role.Rules, nil); !got.Equal(want) {
-		t.Fatalf("the renamed kinds' ClusterRole is not the shipped one renamed:\n extra   %v\n missing %v", sortedPermissions(got.Difference(want)), sortedPermissions(want.Difference(got)))
+	if role == nil {
+		t.Fatalf("no ClusterRole %s is shipped", generated.Name)
 	}
-	role.Name = renamedRole
-	applyObjects(t, role, clusterRoleBinding(renamedRole, renamedRole, operatorNamespace, "cuerator"))
+	want := permissionsOf(role.Rules, func(name string) string {
+		if strings.HasSuffix(name, ".example.com") {
+			return renamedGroup(name)
+		}
+		return name
+	})
+	if got := permissionsOf(generated.Rules, nil); !got.Equal(want) {
+		t.Fatalf("the renamed kinds' ClusterRole %s is not the shipped one renamed:\n extra   %v\n missing %v", generated.Name, sortedPermissions(got.Difference(want)), sortedPermissions(want.Difference(got)))
+	}
+	generated = generated.DeepCopy()
+	generated.Name = as
+	applyObjects(t, generated, clusterRoleBinding(as, as, operatorNamespace, "cuerator"))
 	t.Cleanup(func() {
-		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "--ignore-not-found", "clusterrolebinding/"+renamedRole, "clusterrole/"+renamedRole)
+		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "--ignore-not-found", "clusterrolebinding/"+as, "clusterrole/"+as)
 	})
 }
 
@@ -385,8 +404,8 @@ func (p permission) String() string {
 	return s
 }
 
-// permissionsOf expands rules into permissions, with every API group passed
-// through rename if it is not nil.
+// permissionsOf expands rules into permissions, with every API group and
+// resource name passed through rename if it is not nil.
 func permissionsOf(rules []rbacv1.PolicyRule, rename func(string) string) sets.Set[permission] {
 	out := sets.New[permission]()
 	for _, r := range rules {
@@ -401,6 +420,9 @@ func permissionsOf(rules []rbacv1.PolicyRule, rename func(string) string) sets.S
 						names = []string{""}
 					}
 					for _, n := range names {
+						if rename != nil && n != "" {
+							n = rename(n)
+						}
 						out.Insert(permission{Group: g, Resource: res, Verb: v, Name: n})
 					}
 				}
@@ -476,6 +498,24 @@ type permissionReasons struct {
 
 func (r permissionReasons) of(p permission) string {
 	switch {
+	case p.Resource == "customresourcedefinitions" && strings.HasSuffix(p.Name, ".example.com"):
+		renamed := p
+		renamed.Name = renamedGroup(p.Name)
+		if r.used.Has(renamed) || r.of(renamed) != "" {
+			return "the shipped kind's CRD; held as " + renamed.String()
+		}
+	case p.Resource == "customresourcedefinitions" && p.Verb == "get":
+		for used := range r.used {
+			if used.Resource == p.Resource && used.Verb == "get" && used.Name != "" {
+				return "the operator reads the CRDs it installs at start by name (as " + used.String() + "); one of a kind added while it runs is read through its cache (list, watch)"
+			}
+		}
+	case p.Resource == "customresourcedefinitions" && p.Verb == "create":
+		installed := p
+		installed.Verb = "patch"
+		if r.used.Has(installed) {
+			return "the server-side apply that installed the CRD (" + installed.String() + ") is authorized as create too, since the CRD was new"
+		}
 	case strings.HasSuffix(p.Group, ".example.com"):
 		renamed := p
 		renamed.Group = renamedGroup(p.Group)
@@ -561,17 +601,20 @@ func testOfflineResourceNames(t *testing.T) {
 
 // startOperatorAs runs the operator in this process with cfg's identity, as
 // the Deployment runs it: leader election in its namespace, metrics over
-// HTTPS with authentication and authorization.
-func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metricsAddr string) (stop func()) {
+// HTTPS with authentication and authorization; templatesDir, unless empty,
+// is followed as --templates does.
+func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metricsAddr, templatesDir string) (stop func()) {
 	t.Helper()
-	op, err := startInProcess(cfg, lib, controllers.ManagerOptions{
+	opts := controllers.ManagerOptions{
 		Options:            quickReconciles,
 		MetricsBindAddress: metricsAddr,
 		MetricsSecure:      true,
 		LeaderElection:     true,
 		LeaderElectionID:   renamedRole,
 		LeaderElectionNS:   operatorNamespace,
-	})
+	}
+	opts.TemplatesDir = templatesDir
+	op, err := startInProcess(cfg, lib, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,34 +638,43 @@ func applyRenamedSamples(t *testing.T, lib *render.Library, ns string) map[strin
 	}
 	names := map[string]string{}
 	for _, file := range files {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crs, err := render.ReadManifests(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, cr := range crs {
-			gvk := cr.GroupVersionKind()
-			gvk.Group = renamedGroup(gvk.Group)
-			kind := lib.Kind(gvk)
-			if kind == nil {
-				t.Fatalf("%s: no kind %s", file, gvk)
-			}
-			cr.SetGroupVersionKind(gvk)
-			cr.SetNamespace(ns)
-			b, err := json.Marshal(cr.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kubectlIn(t, string(b), "apply", "-f", "-")
-			names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
-		}
+		maps.Copy(names, applyRenamedSample(t, lib, ns, file))
 	}
 	if len(names) != len(lib.Kinds()) {
 		t.Fatalf("examples/ has %d samples for %d kinds", len(names), len(lib.Kinds()))
+	}
+	return names
+}
+
+// applyRenamedSample applies the CRs of one sample file in the renamed
+// groups, as applyRenamedSamples does.
+func applyRenamedSample(t *testing.T, lib *render.Library, ns, file string) map[string]string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crs, err := render.ReadManifests(f)
+	f.Close()
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	names := map[string]string{}
+	for _, cr := range crs {
+		gvk := cr.GroupVersionKind()
+		gvk.Group = renamedGroup(gvk.Group)
+		kind := lib.Kind(gvk)
+		if kind == nil {
+			t.Fatalf("%s: no kind %s", file, gvk)
+		}
+		cr.SetGroupVersionKind(gvk)
+		cr.SetNamespace(ns)
+		b, err := json.Marshal(cr.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubectlIn(t, string(b), "apply", "-f", "-")
+		names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
 	}
 	return names
 }
@@ -719,6 +771,11 @@ func (a *apiAudit) wrap(next http.RoundTripper) http.RoundTripper {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.seen.Insert(p)
+		if info.Name != "" {
+			// A rule with resourceNames allows this request too.
+			p.Name = info.Name
+			a.seen.Insert(p)
+		}
 		if resp.StatusCode == http.StatusForbidden {
 			a.forbidden = append(a.forbidden, fmt.Sprintf("%s %s", req.Method, req.URL.Path))
 		}
