@@ -9,11 +9,19 @@ SHELL := /usr/bin/env bash
 GO ?= go
 BIN := bin/cuerator
 IMG ?= cuerator:dev
+# What `cuerator version` prints: the git tag or commit, else dev.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build generate install uninstall run test test-long bench demo demo-stop cue-tool
+.PHONY: build generate install uninstall run test test-long bench demo demo-stop cue-tool kubectl-plugin
 
-build: ## Build the cuerator binary into bin/
-	$(GO) build -o $(BIN) ./cmd/cuerator
+build: ## Build the cuerator binary into bin/, stamped with VERSION
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cuerator
+
+# kubectl runs kubectl-cuerator for `kubectl cuerator`, and asks
+# kubectl_complete-cuerator for its completions.
+kubectl-plugin: build ## Install bin/kubectl-cuerator and its completion helper, for `kubectl cuerator` (put bin/ on PATH)
+	cp $(BIN) bin/kubectl-cuerator
+	install -m 0755 hack/kubectl_complete-cuerator bin/kubectl_complete-cuerator
 
 generate: ## Regenerate deploy/crds, deploy/rbac/role.yaml and deploy/live-templates from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
@@ -112,8 +120,8 @@ CONTAINER_TOOL ?= docker
 
 .PHONY: docker-build docker-push
 
-docker-build: ## Build the operator image $(IMG) (static binary on distroless, non-root)
-	$(CONTAINER_TOOL) build -t $(IMG) .
+docker-build: ## Build the operator image $(IMG) (static binary on distroless, non-root), stamped with VERSION
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 docker-push: ## Push the operator image $(IMG)
 	$(CONTAINER_TOOL) push $(IMG)
@@ -160,7 +168,7 @@ BUNDLE_VERSION ?= 0.1.0
 .PHONY: argocd-health bundle
 
 argocd-health: ## Regenerate deploy/argocd/argocd-cm-patch.yaml (a test fails when it is stale)
-	$(GO) run ./cmd/cuerator argocd-health --output deploy/argocd/argocd-cm-patch.yaml
+	$(GO) run ./cmd/cuerator argocd-health --output-file deploy/argocd/argocd-cm-patch.yaml
 
 bundle: ## Write and validate the OLM bundle (bundle/) for BUNDLE_VERSION and IMG
 	$(GO) run ./cmd/cuerator bundle --version $(BUNDLE_VERSION) --image $(IMG) --output-dir bundle

@@ -17,7 +17,7 @@ import (
 )
 
 type configMapOptions struct {
-	name, namespace, mountPath, outputDir string
+	name, namespace, mountPath, outputDir, format string
 }
 
 func configMapCmd(templates *string) *cobra.Command {
@@ -41,6 +41,9 @@ that lets the operator install its kinds' CRDs (crd_installer_role.yaml).`,
   cuerator configmap --output-dir deploy/live-templates`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(opts.format); err != nil {
+				return err
+			}
 			lib, err := loadLibrary(*templates)
 			if err != nil {
 				return err
@@ -58,8 +61,7 @@ that lets the operator install its kinds' CRDs (crd_installer_role.yaml).`,
 				if err != nil {
 					return err
 				}
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
+				return writeManifests(cmd.OutOrStdout(), opts.format, b)
 			}
 			return writeLiveTemplates(opts, lib, module)
 		},
@@ -69,6 +71,7 @@ that lets the operator install its kinds' CRDs (crd_installer_role.yaml).`,
 	f.StringVar(&opts.namespace, "namespace", "cuerator-system", "namespace of the ConfigMap: the operator's")
 	f.StringVar(&opts.mountPath, "mount-path", "/etc/cuerator/templates", "where the patch mounts the templates in the manager container")
 	f.StringVar(&opts.outputDir, "output-dir", "", "write templates.yaml, manager_patch.yaml and crd_installer_role.yaml into this directory instead of printing the ConfigMap")
+	addOutputFlag(cmd, &opts.format)
 	return cmd
 }
 

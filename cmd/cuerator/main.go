@@ -20,7 +20,10 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "cuerator",
+		Use:     "cuerator",
+		Version: buildVersion(),
+		// Run as kubectl-cuerator, help and usage say `kubectl cuerator`.
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: displayName(os.Args[0])},
 		Short:         "Kubernetes operators from CUE templates",
 		Long:          "cuerator serves custom resource kinds described in CUE: it generates their CRDs, renders each CR into its children and keeps them applied with server-side apply.",
 		SilenceUsage:  true,
@@ -29,7 +32,7 @@ func newRootCmd() *cobra.Command {
 	var templates string
 	root.PersistentFlags().StringVar(&templates, "templates", "", "directory of a CUE template module to use instead of the built-in one")
 	root.AddCommand(runCmd(&templates), crdsCmd(&templates), renderCmd(&templates), vetCmd(&templates), rbacCmd(&templates))
-	root.AddCommand(diffCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates), configMapCmd(&templates))
+	root.AddCommand(diffCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates), configMapCmd(&templates), versionCmd())
 	return root
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 func rbacCmd(templates *string) *cobra.Command {
-	var namespace string
+	var namespace, format string
 	var installsCRDs bool
 	cmd := &cobra.Command{
 		Use:   "rbac",
@@ -37,6 +37,9 @@ its own.`,
   cuerator rbac --templates ./kinds --install-crds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(format); err != nil {
+				return err
+			}
 			if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
 				return fmt.Errorf("--namespace %q: %s", namespace, strings.Join(errs, "; "))
 			}
@@ -48,11 +51,11 @@ its own.`,
 			if err != nil {
 				return err
 			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			return writeManifests(cmd.OutOrStdout(), format, b)
 		},
 	}
 	cmd.Flags().StringVar(&namespace, "namespace", "cuerator-system", "namespace the operator runs in, where its leader-election Role goes")
+	addOutputFlag(cmd, &format)
 	cmd.Flags().BoolVar(&installsCRDs, "install-crds", false, "add the ClusterRole "+rbac.CRDInstallerRoleName+" that an operator run with --templates needs to install its kinds' CRDs")
 	return cmd
 }

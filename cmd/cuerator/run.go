@@ -23,11 +23,17 @@ func runCmd(templates *string) *cobra.Command {
 	var selector string
 	var qps float32
 	var burst int
+	var kube kubectlFlags
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Run the operator against the cluster in KUBECONFIG (or in-cluster)",
+		Short: "Run the operator against the cluster of the kubeconfig (or in-cluster)",
+		Long: `run starts the operator. It finds its cluster as kubectl does (--kubeconfig,
+KUBECONFIG, ~/.kube/config, --context), and in a pod, with none of them, uses
+the pod's service account. Which namespaces it reconciles and where its Lease
+lives have flags of their own (--watch-namespace, --leader-election-namespace),
+so it takes no -n.`,
 		Example: `  # Run against the local cluster of 'make cluster-up'
-  KUBECONFIG=.cluster/kubeconfig cuerator run`,
+  cuerator run --kubeconfig .cluster/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := completeRunOptions(&opts, selector); err != nil {
@@ -42,7 +48,7 @@ func runCmd(templates *string) *cobra.Command {
 				return err
 			}
 			opts.TemplatesDir = *templates
-			cfg, err := ctrl.GetConfig()
+			cfg, err := kube.restConfig()
 			if err != nil {
 				return err
 			}
@@ -72,6 +78,7 @@ func runCmd(templates *string) *cobra.Command {
 	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace; required outside a cluster)")
 	f.StringVar(&opts.WatchNamespace, "watch-namespace", "", "reconcile the CRs of this namespace only (default: all namespaces)")
 	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
+	kube = addKubectlFlags(cmd, false)
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)

@@ -254,7 +254,12 @@ func testStaticBinary(t *testing.T, templates string) {
 		t.Fatalf("the Dockerfile no longer builds with %s, so this test no longer checks its binary", script)
 	}
 	bin := filepath.Join(t.TempDir(), "cuerator")
+	const stamped = "v0.0.0-e2e"
+	t.Setenv("VERSION", stamped)
 	goBuild(t, "sh", script, bin)
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), stamped) {
+		t.Errorf("cuerator version of the image's binary: %q (%v), want the stamped %s", out, err, stamped)
+	}
 
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -408,10 +413,21 @@ type operatorProcess struct {
 // /metrics, and stops it when the test ends.
 func startOperator(t testing.TB, bin, name string, args ...string) *operatorProcess {
 	t.Helper()
+	p := launchOperator(t, bin, name, freeAddr(t), args...)
+	// Serving both endpoints, so that a scrape failing later is a failure.
+	p.waitHTTP200(t, "http://"+p.metrics+"/metrics")
+	return p
+}
+
+// launchOperator starts the binary with `run`, its metrics on metricsAddr,
+// its probes on a free loopback port, and args; it waits until the process
+// serves /healthz and stops it when the test ends.
+func launchOperator(t testing.TB, bin, name, metricsAddr string, args ...string) *operatorProcess {
+	t.Helper()
 	p := &operatorProcess{
 		name:    name,
 		logPath: filepath.Join(t.TempDir(), name+".log"),
-		metrics: freeAddr(t),
+		metrics: metricsAddr,
 		probes:  freeAddr(t),
 		exited:  make(chan struct{}),
 	}
@@ -439,9 +455,7 @@ func startOperator(t testing.TB, bin, name string, args ...string) *operatorProc
 		close(p.exited)
 	}()
 	t.Cleanup(func() { p.stop(t) })
-	// Serving both endpoints, so that a scrape failing later is a failure.
 	p.waitHTTP200(t, "http://"+p.probes+"/healthz")
-	p.waitHTTP200(t, "http://"+p.metrics+"/metrics")
 	return p
 }
 
