@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ so it takes no -n.`,
   cuerator run --kubeconfig .cluster/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("metrics-secure") {
+				opts.MetricsSecure = !isLoopback(opts.MetricsBindAddress)
+			}
 			if err := completeRunOptions(&opts, selector); err != nil {
 				return err
 			}
@@ -70,8 +74,8 @@ so it takes no -n.`,
 	f.DurationVar(&opts.SyncPeriod, "sync-period", 10*time.Hour, "how often every CR is reconciled again even when nothing changed")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained (client-side limit)")
 	f.IntVar(&burst, "kube-api-burst", 300, "requests to the API server allowed in a burst above --kube-api-qps")
-	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
-	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics")
+	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint; 0 turns it off")
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics; unless set, plain HTTP when --metrics-bind-address is a loopback address")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "cuerator.cuerator.dev", "name of the leader election lease")
@@ -83,6 +87,20 @@ so it takes no -n.`,
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
 	return cmd
+}
+
+// isLoopback reports whether addr (host:port) serves this machine only:
+// there, metrics need no authentication. An empty host is every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // podNamespaceFile is where a pod finds its namespace.

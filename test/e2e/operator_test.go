@@ -52,6 +52,7 @@ func TestOperator(t *testing.T) {
 	t.Run("LeaderElection", func(t *testing.T) { testLeaderElection(t, bin, templates) })
 	t.Run("Sharding", func(t *testing.T) { testSharding(t, bin, templates) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, bin, templates) })
+	t.Run("MetricsSecureByDefault", func(t *testing.T) { testMetricsSecureByDefault(t, bin, templates) })
 	t.Run("Probes", func(t *testing.T) { testProbes(t, bin, templates) })
 	t.Run("StaticBinary", func(t *testing.T) { testStaticBinary(t, templates) })
 }
@@ -231,6 +232,30 @@ func testMetrics(t *testing.T, bin, templates string) {
 }
 
 func positive(v float64) bool { return v > 0 }
+
+// Bound to every interface, metrics need a token the API server accepts,
+// over HTTPS, unless --metrics-secure=false says otherwise.
+func testMetricsSecureByDefault(t *testing.T, bin, templates string) {
+	ns := namespace(t, "operator-metrics-secure")
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	launchOperator(t, bin, "metrics-secure", ":"+port, "--templates", templates, "--watch-namespace", ns)
+	eventually(t, operatorTimeout, "HTTPS metrics refuse a caller without a token", func() error {
+		status, body, err := getWithToken("https://127.0.0.1:"+port+"/metrics", "")
+		if err != nil {
+			return err
+		}
+		if status != http.StatusUnauthorized {
+			return fmt.Errorf("%d: %.200s", status, body)
+		}
+		return nil
+	})
+	if status, body, err := httpGet("http://127.0.0.1:" + port + "/metrics"); err == nil && status == http.StatusOK {
+		t.Errorf("metrics served over plain HTTP on every interface: %.200s", body)
+	}
+}
 
 func testProbes(t *testing.T, bin, templates string) {
 	ns := namespace(t, "operator-probes")
