@@ -12,7 +12,11 @@ IMG ?= cuerator:dev
 # What `cuerator version` prints: the git tag or commit, else dev.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build generate install uninstall run test test-long bench demo demo-stop cue-tool kubectl-plugin
+.DEFAULT_GOAL := help
+.PHONY: help build generate install uninstall run test test-long bench demo demo-stop cue-tool kubectl-plugin
+
+help: ## List the targets and what they do
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build the cuerator binary into bin/, stamped with VERSION
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cuerator
