@@ -27,11 +27,12 @@ kubectl-plugin: build ## Install bin/kubectl-cuerator and its completion helper,
 	cp $(BIN) bin/kubectl-cuerator
 	install -m 0755 hack/kubectl_complete-cuerator bin/kubectl_complete-cuerator
 
-generate: ## Regenerate deploy/crds, deploy/rbac/role.yaml and deploy/live-templates from the CUE templates
+generate: ## Regenerate deploy/crds, deploy/rbac/role.yaml, deploy/live-templates and charts/cuerator from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
 	$(GO) run ./cmd/cuerator rbac --namespace cuerator-system >deploy/rbac/role.yaml.tmp
 	mv deploy/rbac/role.yaml.tmp deploy/rbac/role.yaml
 	$(GO) run ./cmd/cuerator configmap --output-dir deploy/live-templates
+	$(GO) run ./cmd/cuerator chart --output-dir charts/cuerator
 
 # The stock cue CLI at the version cuerator embeds: the corpus test checks
 # that `cue vet` agrees with the CRDs and with `cuerator vet`.

@@ -44,6 +44,8 @@ type BundleSource struct {
 	Channel string
 	// Image replaces the manager container's image.
 	Image string
+	// MinKubeVersion is the oldest Kubernetes release the operator runs on.
+	MinKubeVersion string
 	// Manifests are the operator's install objects (deploy/rbac and
 	// deploy/manager): one Deployment, its ServiceAccount's role bindings
 	// and the roles they bind.
@@ -58,10 +60,6 @@ type Bundle struct {
 	CRDs        []*apiextensionsv1.CustomResourceDefinition
 	Annotations map[string]string
 }
-
-// minKubeVersion is the Kubernetes release the operator is built against
-// (k8s.io v0.37) and tested on.
-const minKubeVersion = "1.37.0"
 
 // Annotations of metadata/annotations.yaml.
 const (
@@ -128,7 +126,7 @@ func NewBundle(lib *render.Library, src BundleSource) (*Bundle, error) {
 				"and reports Ready, Reconciling and Stalled with kstatus semantics.",
 			Version:        version.OperatorVersion{Version: v},
 			Maturity:       "alpha",
-			MinKubeVersion: minKubeVersion,
+			MinKubeVersion: src.MinKubeVersion,
 			Provider:       operatorsv1alpha1.AppLink{Name: "cuerator"},
 			Keywords:       []string{"cue", "operator", "gitops", "server-side apply"},
 			Links:          []operatorsv1alpha1.AppLink{{Name: "Source", URL: "https://github.com/cuerator/cuerator"}},

@@ -89,7 +89,7 @@ func bundleSource(t *testing.T, manifests string) BundleSource {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return BundleSource{Package: "op", Version: "1.2.3", Channel: "alpha", Image: "registry.example/op:1.2.3", Manifests: objs, Examples: examples}
+	return BundleSource{Package: "op", Version: "1.2.3", Channel: "alpha", Image: "registry.example/op:1.2.3", MinKubeVersion: "1.37.0", Manifests: objs, Examples: examples}
 }
 
 func writtenBundle(t *testing.T) string {
