@@ -45,6 +45,7 @@ func registerKubectlFlags(cmd *cobra.Command, f *genericclioptions.ConfigFlags) 
 	f.AddFlags(cmd.Flags())
 	k := kubectlFlags{config: f}
 	_ = cmd.RegisterFlagCompletionFunc("context", k.completeContexts)
+	// Namespaces come from the cluster: only for a command that reaches one.
 	if f.Namespace != nil && f.APIServer != nil {
 		_ = cmd.RegisterFlagCompletionFunc("namespace", k.completeNamespaces)
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
+	"github.com/cuerator/cuerator/generate/rbac"
 	"github.com/cuerator/cuerator/render"
 )
 
@@ -61,16 +62,17 @@ func TestHelmChart(t *testing.T) {
 		}
 		applyRelease(t, manifests, objs)
 
-		lib := renamedLibrary(t)
+		renamed := renaming{suffix: "helm.test.cuerator.dev"}
+		lib := renamed.library(t)
 		installCRDs(t, lib)
-		grantRenamedKinds(t, lib, objs)
+		renamed.grant(t, objs, rbac.ManagerClusterRole(lib), renamedRole)
 		ns := namespace(t, "helm-identity")
 		audit := newAPIAudit()
 		cfg := rest.CopyConfig(testCluster.Config)
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorAccount}
 		cfg.Wrap(audit.wrap)
 		stop := startOperatorAs(t, cfg, lib, freeAddr(t), "")
-		crs := applyRenamedSample(t, lib, ns, sample)
+		crs := renamed.sample(t, lib, ns, sample)
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", crs["Memcached"], "--timeout=90s")
 		stop()
 		if forbidden := audit.forbiddenRequests(); len(forbidden) > 0 {

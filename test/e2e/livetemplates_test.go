@@ -26,7 +26,7 @@ import (
 // kubelet would from the shipped volume's items, and runs the operator on
 // that directory with the identity and nothing but the RBAC the overlay
 // grants (for the kinds renamed into groups of their own, as TestDeploy
-// does). Then it swaps `..data`, as the kubelet does when the ConfigMap
+// does: see renaming). Then it swaps `..data`, as the kubelet does when the ConfigMap
 // changes, to a module with a changed template and a new kind.
 func TestLiveTemplatesDeploy(t *testing.T) {
 	shipped := deployKustomization(t, "../../deploy/live-templates")
@@ -35,7 +35,8 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 			t.Errorf("deploy/live-templates applies CRD %s: the operator installs its CRDs", o.GetName())
 		}
 	}
-	files := renameGroups(t, kubeletView(t, shipped))
+	renamed := renaming{suffix: "live-deploy.test.cuerator.dev"}
+	files := renamed.files(t, kubeletView(t, shipped))
 	full := t.TempDir()
 	if err := mount.Write(full, files); err != nil {
 		t.Fatal(err)
@@ -44,8 +45,8 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped ConfigMap, mounted, does not load: %v", err)
 	}
-	grantRenamed(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
-	grantRenamed(t, shipped, rbac.CRDInstallerClusterRole(lib), renamedRole+"-crds")
+	renamed.grant(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
+	renamed.grant(t, shipped, rbac.CRDInstallerClusterRole(lib), renamedRole+"-crds")
 	t.Cleanup(func() {
 		for _, k := range lib.Kinds() {
 			_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", "--ignore-not-found", k.Plural+"."+k.GVK.Group)
@@ -81,7 +82,7 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 
 	crs := map[string]string{}
 	for _, sample := range []string{"memcached-sample.yaml", "webapp-sample.yaml"} {
-		maps.Copy(crs, applyRenamedSample(t, startLib, ns, "../../examples/"+sample))
+		maps.Copy(crs, renamed.sample(t, startLib, ns, "../../examples/"+sample))
 	}
 	for _, cr := range crs {
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
@@ -106,7 +107,7 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 		_, err := kubectlOut(testCluster.KubeconfigPath, "wait", "--for=condition=Established", "crd/"+database.Plural+"."+database.GVK.Group, "--timeout=1s")
 		return err
 	})
-	maps.Copy(crs, applyRenamedSample(t, lib, ns, "../../examples/database-sample.yaml"))
+	maps.Copy(crs, renamed.sample(t, lib, ns, "../../examples/database-sample.yaml"))
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", crs["Database"], "--timeout=90s")
 	// Pruning: without backups, the Database's CronJob goes.
 	kubectl(t, "patch", "-n", ns, crs["Database"], "--type=merge", "-p", `{"spec":{"backup":{"enabled":false}}}`)
@@ -122,7 +123,7 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 	if forbidden := audit.forbiddenRequests(); len(forbidden) > 0 {
 		t.Errorf("the API server forbade the operator %d requests; first ones: %v", len(forbidden), forbidden[:min(len(forbidden), 10)])
 	}
-	reasons := permissionReasons{lib: lib, used: audit.used()}
+	reasons := permissionReasons{lib: lib, used: audit.used(), renamed: renamed}
 	for _, p := range sortedPermissions(granted) {
 		if reasons.used.Has(p) {
 			continue

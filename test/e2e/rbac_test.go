@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
@@ -39,7 +35,6 @@ import (
 	"github.com/cuerator/cuerator/generate/rbac"
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
-	"github.com/cuerator/cuerator/test/mount"
 )
 
 // The operator as it ships: deploy/default installs cleanly into a namespace
@@ -50,11 +45,6 @@ import (
 const (
 	operatorNamespace = "cuerator-system"
 	operatorAccount   = "system:serviceaccount:" + operatorNamespace + ":cuerator"
-	// The least-privilege operator serves the built-in kinds renamed into
-	// groups of its own (cache.example.com becomes cache.<suffix>), so that
-	// the operator TestMain runs, which reconciles the built-in kinds in
-	// every namespace, never reconciles its CRs.
-	renamedGroupSuffix = "rbac.test.cuerator.dev"
 	// renamedRole grants the renamed kinds what the shipped ClusterRole
 	// grants the built-in ones; the test checks it grants nothing else.
 	renamedRole = "cuerator-rbac-e2e"
@@ -202,9 +192,10 @@ func testDeniedPermissions(t *testing.T) {
 }
 
 func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
-	lib := renamedLibrary(t)
+	renamed := renaming{suffix: "rbac.test.cuerator.dev"}
+	lib := renamed.library(t)
 	installCRDs(t, lib)
-	grantRenamedKinds(t, lib, shipped)
+	renamed.grant(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
 	ns := namespace(t, "rbac-least-privilege")
 	granted := effectivePermissions(t, ns)
 
@@ -223,7 +214,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 	metricsAddr := freeAddr(t)
 	stop := startOperatorAs(t, cfg, lib, metricsAddr, "")
 
-	crs := applyRenamedSamples(t, lib, ns)
+	crs := renamed.samples(t, lib, ns)
 	for _, cr := range crs {
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
 	}
@@ -245,7 +236,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 	if notes := kubectl(t, "get", "events", "-n", ns, "-o", "jsonpath={.items[*].message}"); strings.Contains(strings.ToLower(notes), "forbidden") {
 		t.Errorf("events in %s mention forbidden: %s", ns, notes)
 	}
-	reasons := permissionReasons{lib: lib, used: audit.used()}
+	reasons := permissionReasons{lib: lib, used: audit.used(), renamed: renamed}
 	for _, p := range sortedPermissions(granted) {
 		if reasons.used.Has(p) {
 			continue
@@ -256,52 +247,6 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 		}
 		t.Errorf("the operator holds %s but never used it, and no reason is known", p)
 	}
-}
-
-// renamedLibrary copies the built-in template module with every kind's group
-// renamed, and loads it.
-func renamedLibrary(t *testing.T) *render.Library {
-	t.Helper()
-	files, err := mount.Files(schemas.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for path, content := range renameGroups(t, files) {
-		writeFile(t, filepath.Join(dir, filepath.FromSlash(path)), string(content))
-	}
-	lib, err := render.Load(os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lib
-}
-
-// renameGroups returns the files of a copy of the built-in template module
-// (by path) with every kind's group renamed.
-func renameGroups(t *testing.T, files map[string][]byte) map[string][]byte {
-	t.Helper()
-	groupLine := regexp.MustCompile(`(\bgroup:\s*")([a-z0-9.-]+)\.example\.com"`)
-	out := map[string][]byte{}
-	renamed, apis := 0, 0
-	for path, b := range files {
-		if strings.HasSuffix(path, ".cue") {
-			renamed += len(groupLine.FindAll(b, -1))
-			b = groupLine.ReplaceAll(b, []byte(`${1}${2}.`+renamedGroupSuffix+`"`))
-		}
-		if strings.HasSuffix(path, "/api/api.cue") {
-			apis++
-		}
-		out[path] = b
-	}
-	if renamed != apis {
-		t.Fatalf("renamed %d groups for %d kinds: a #CRD group no longer reads group: \"<x>.example.com\"", renamed, apis)
-	}
-	return out
-}
-
-func renamedGroup(group string) string {
-	return strings.TrimSuffix(group, "example.com") + renamedGroupSuffix
 }
 
 // installKind writes a template module of one kind (its cue.mod/module.cue,
@@ -340,49 +285,6 @@ func installCRDs(t *testing.T, lib *render.Library) {
 	for _, crd := range crds {
 		kubectl(t, "wait", "--for=condition=Established", "crd/"+crd.Name, "--timeout=60s")
 	}
-}
-
-// grantRenamedKinds binds the operator's ServiceAccount to the ClusterRole
-// `cuerator rbac` generates for the renamed kinds, after checking that it is
-// the shipped ClusterRole with the groups renamed and nothing more.
-func grantRenamedKinds(t *testing.T, lib *render.Library, shipped []*unstructured.Unstructured) {
-	t.Helper()
-	grantRenamed(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
-}
-
-// grantRenamed binds the operator's ServiceAccount to generated, a
-// ClusterRole generated for the renamed kinds, under the name as, after
-// checking that it is the shipped ClusterRole of its name with the groups
-// (and the CRD names) renamed and nothing more.
-func grantRenamed(t *testing.T, shipped []*unstructured.Unstructured, generated *rbacv1.ClusterRole, as string) {
-	t.Helper()
-	var role *rbacv1.ClusterRole
-	for _, o := range shipped {
-		if o.GetKind() == "ClusterRole" && o.GetName() == generated.Name {
-			role = &rbacv1.ClusterRole{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, role); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if role == nil {
-		t.Fatalf("no ClusterRole %s is shipped", generated.Name)
-	}
-	want := permissionsOf(role.Rules, func(name string) string {
-		if strings.HasSuffix(name, ".example.com") {
-			return renamedGroup(name)
-		}
-		return name
-	})
-	if got := permissionsOf(generated.Rules, nil); !got.Equal(want) {
-		t.Fatalf("the renamed kinds' ClusterRole %s is not the shipped one renamed:\n extra   %v\n missing %v", generated.Name, sortedPermissions(got.Difference(want)), sortedPermissions(want.Difference(got)))
-	}
-	generated = generated.DeepCopy()
-	generated.Name = as
-	applyObjects(t, generated, clusterRoleBinding(as, as, operatorNamespace, "cuerator"))
-	t.Cleanup(func() {
-		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "--ignore-not-found", "clusterrolebinding/"+as, "clusterrole/"+as)
-	})
 }
 
 // permission is one thing RBAC allows: a verb on a resource of an API group
@@ -445,7 +347,7 @@ func sortedPermissions(ps sets.Set[permission]) []permission {
 
 // effectivePermissions is what the API server lets the operator do, in ns and
 // in its own namespace, beyond what any ServiceAccount of its namespace may:
-// everything deploy/ (and grantRenamedKinds) bound to it.
+// everything deploy/ (and renaming.grant) bound to it.
 func effectivePermissions(t *testing.T, ns string) sets.Set[permission] {
 	t.Helper()
 	// No such ServiceAccount exists: impersonating it gives the groups
@@ -492,15 +394,16 @@ func rulesReview(t *testing.T, user, namespace string) sets.Set[permission] {
 // permissionReasons says why the operator may hold a permission this test
 // does not make it use.
 type permissionReasons struct {
-	lib  *render.Library
-	used sets.Set[permission]
+	lib     *render.Library
+	used    sets.Set[permission]
+	renamed renaming
 }
 
 func (r permissionReasons) of(p permission) string {
 	switch {
 	case p.Resource == "customresourcedefinitions" && strings.HasSuffix(p.Name, ".example.com"):
 		renamed := p
-		renamed.Name = renamedGroup(p.Name)
+		renamed.Name = r.renamed.group(p.Name)
 		if r.used.Has(renamed) || r.of(renamed) != "" {
 			return "the shipped kind's CRD; held as " + renamed.String()
 		}
@@ -518,7 +421,7 @@ func (r permissionReasons) of(p permission) string {
 		}
 	case strings.HasSuffix(p.Group, ".example.com"):
 		renamed := p
-		renamed.Group = renamedGroup(p.Group)
+		renamed.Group = r.renamed.group(p.Group)
 		if r.used.Has(renamed) {
 			return "the shipped kind's rule, used here as " + renamed.String()
 		}
@@ -625,58 +528,6 @@ func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metric
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-// applyRenamedSamples applies the samples of examples/, in the renamed
-// groups, to ns, and returns them by kind as kubectl names them
-// (resource.group/name).
-func applyRenamedSamples(t *testing.T, lib *render.Library, ns string) map[string]string {
-	t.Helper()
-	files, err := filepath.Glob("../../examples/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]string{}
-	for _, file := range files {
-		maps.Copy(names, applyRenamedSample(t, lib, ns, file))
-	}
-	if len(names) != len(lib.Kinds()) {
-		t.Fatalf("examples/ has %d samples for %d kinds", len(names), len(lib.Kinds()))
-	}
-	return names
-}
-
-// applyRenamedSample applies the CRs of one sample file in the renamed
-// groups, as applyRenamedSamples does.
-func applyRenamedSample(t *testing.T, lib *render.Library, ns, file string) map[string]string {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crs, err := render.ReadManifests(f)
-	f.Close()
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	names := map[string]string{}
-	for _, cr := range crs {
-		gvk := cr.GroupVersionKind()
-		gvk.Group = renamedGroup(gvk.Group)
-		kind := lib.Kind(gvk)
-		if kind == nil {
-			t.Fatalf("%s: no kind %s", file, gvk)
-		}
-		cr.SetGroupVersionKind(gvk)
-		cr.SetNamespace(ns)
-		b, err := json.Marshal(cr.Object)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubectlIn(t, string(b), "apply", "-f", "-")
-		names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
-	}
-	return names
 }
 
 // scrapeSecureMetrics reads the operator's HTTPS /metrics as a caller bound
