@@ -9,16 +9,30 @@ SHELL := /usr/bin/env bash
 GO ?= go
 BIN := bin/cuerator
 IMG ?= cuerator:dev
+# What `cuerator version` prints: the git tag or commit, else dev.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build generate install uninstall run test test-long bench demo demo-stop cue-tool
+.DEFAULT_GOAL := help
+.PHONY: help build generate install uninstall run test test-long bench demo demo-stop cue-tool kubectl-plugin
 
-build: ## Build the cuerator binary into bin/
-	$(GO) build -o $(BIN) ./cmd/cuerator
+help: ## List the targets and what they do
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-generate: ## Regenerate deploy/crds and deploy/rbac/role.yaml from the CUE templates
+build: ## Build the cuerator binary into bin/, stamped with VERSION
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cuerator
+
+# kubectl runs kubectl-cuerator for `kubectl cuerator`, and asks
+# kubectl_complete-cuerator for its completions.
+kubectl-plugin: build ## Install bin/kubectl-cuerator and its completion helper, for `kubectl cuerator` (put bin/ on PATH)
+	cp $(BIN) bin/kubectl-cuerator
+	install -m 0755 hack/kubectl_complete-cuerator bin/kubectl_complete-cuerator
+
+generate: ## Regenerate deploy/crds, deploy/rbac/role.yaml, deploy/live-templates and charts/cuerator from the CUE templates
 	$(GO) run ./cmd/cuerator crds --output-dir deploy/crds
 	$(GO) run ./cmd/cuerator rbac --namespace cuerator-system >deploy/rbac/role.yaml.tmp
 	mv deploy/rbac/role.yaml.tmp deploy/rbac/role.yaml
+	$(GO) run ./cmd/cuerator configmap --output-dir deploy/live-templates
+	$(GO) run ./cmd/cuerator chart --output-dir charts/cuerator
 
 # The stock cue CLI at the version cuerator embeds: the corpus test checks
 # that `cue vet` agrees with the CRDs and with `cuerator vet`.
@@ -33,14 +47,18 @@ install: ## Apply the CRDs to the cluster in KUBECONFIG
 uninstall: ## Delete the CRDs (and so every CR) from the cluster in KUBECONFIG
 	kubectl delete --ignore-not-found -k deploy/crds/
 
-# deploy/default with the image set to $(IMG), through a throwaway overlay:
-# kubectl's built-in kustomize has no `edit set image`, and an overlay must
-# name its base by a relative path, so it lives in deploy/ while it is used.
+# deploy/$(OVERLAY) with the image set to $(IMG), through a throwaway
+# overlay: kubectl's built-in kustomize has no `edit set image`, and an
+# overlay must name its base by a relative path, so it lives in deploy/
+# while it is used. OVERLAY=live-templates runs the operator on templates
+# from a ConfigMap, which it follows live and whose CRDs it installs.
+OVERLAY ?= default
+
 define IMAGE_OVERLAY
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-- ../default
+- ../$(OVERLAY)
 patches:
 - target:
     kind: Deployment
@@ -56,10 +74,14 @@ WITH_IMAGE_OVERLAY = overlay=$$(mktemp -d deploy/.image.XXXXXX) && trap 'rm -rf 
 
 .PHONY: manifests deploy undeploy
 
-manifests: ## Print the manifests of deploy/default with the operator image $(IMG)
+manifests: ## Print the manifests of deploy/$(OVERLAY) with the operator image $(IMG)
 	@$(WITH_IMAGE_OVERLAY) kubectl kustomize "$$overlay"
 
-deploy: install ## Install the CRDs, then the operator (image $(IMG)) in cuerator-system, and wait for it
+# With live templates the operator installs the CRDs; otherwise they come first.
+ifeq ($(OVERLAY),default)
+deploy: install
+endif
+deploy: ## Install the CRDs, then the operator of deploy/$(OVERLAY) (image $(IMG)) in cuerator-system, and wait for it
 	$(WITH_IMAGE_OVERLAY) kubectl apply --server-side -k "$$overlay"
 	kubectl -n cuerator-system rollout status deployment/cuerator-controller-manager --timeout=3m
 
@@ -103,8 +125,8 @@ CONTAINER_TOOL ?= docker
 
 .PHONY: docker-build docker-push
 
-docker-build: ## Build the operator image $(IMG) (static binary on distroless, non-root)
-	$(CONTAINER_TOOL) build -t $(IMG) .
+docker-build: ## Build the operator image $(IMG) (static binary on distroless, non-root), stamped with VERSION
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 docker-push: ## Push the operator image $(IMG)
 	$(CONTAINER_TOOL) push $(IMG)
@@ -151,7 +173,7 @@ BUNDLE_VERSION ?= 0.1.0
 .PHONY: argocd-health bundle
 
 argocd-health: ## Regenerate deploy/argocd/argocd-cm-patch.yaml (a test fails when it is stale)
-	$(GO) run ./cmd/cuerator argocd-health --output deploy/argocd/argocd-cm-patch.yaml
+	$(GO) run ./cmd/cuerator argocd-health --output-file deploy/argocd/argocd-cm-patch.yaml
 
 bundle: ## Write and validate the OLM bundle (bundle/) for BUNDLE_VERSION and IMG
 	$(GO) run ./cmd/cuerator bundle --version $(BUNDLE_VERSION) --image $(IMG) --output-dir bundle

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -200,8 +201,12 @@ func (d *Differ) diffStale(ctx context.Context, owner child.Owner, entry child.I
 
 // unifiedDiff compares live and after as YAML, leaving out what every write
 // changes (resourceVersion, managedFields, generation) and status, which an
-// apply does not set. It returns "" when they are the same.
+// apply does not set, and with a Secret's values masked. It returns "" when
+// they are the same.
 func unifiedDiff(name string, live, after *unstructured.Unstructured) (string, error) {
+	if live.GroupVersionKind() == secretKind {
+		live, after = maskSecrets(live, after)
+	}
 	a, err := comparableYAML(live)
 	if err != nil {
 		return "", err
@@ -220,6 +225,43 @@ func unifiedDiff(name string, live, after *unstructured.Unstructured) (string, e
 		ToFile:   name + " (after apply)",
 		Context:  3,
 	})
+}
+
+var secretKind = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
+// Masks of a Secret's values, as kubectl diff writes them.
+const (
+	maskedValue  = "***"
+	maskedBefore = "*** (before)"
+	maskedAfter  = "*** (after)"
+)
+
+// maskSecrets returns copies of two versions of a Secret with every value of
+// data and stringData masked as kubectl diff masks them: a key whose value
+// differs between the two shows as changed, and no value shows.
+func maskSecrets(live, after *unstructured.Unstructured) (*unstructured.Unstructured, *unstructured.Unstructured) {
+	live, after = live.DeepCopy(), after.DeepCopy()
+	for _, field := range []string{"data", "stringData"} {
+		before, _ := live.Object[field].(map[string]any)
+		now, _ := after.Object[field].(map[string]any)
+		for k, v := range before {
+			w, inBoth := now[k]
+			if inBoth && w != v {
+				before[k], now[k] = maskedBefore, maskedAfter
+				continue
+			}
+			before[k] = maskedValue
+			if inBoth {
+				now[k] = maskedValue
+			}
+		}
+		for k := range now {
+			if _, ok := before[k]; !ok {
+				now[k] = maskedValue
+			}
+		}
+	}
+	return live, after
 }
 
 func comparableYAML(obj *unstructured.Unstructured) ([]byte, error) {

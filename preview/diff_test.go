@@ -58,3 +58,46 @@ func TestUnifiedDiffShowsChangedFields(t *testing.T) {
 		}
 	}
 }
+
+func secret(data map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "s", "namespace": "ns"},
+		"type": "Opaque", "data": data,
+	}}
+}
+
+// As kubectl diff: no value of a Secret shows, and a changed one shows as
+// changed.
+func TestUnifiedDiffMasksSecretValues(t *testing.T) {
+	live := secret(map[string]any{"password": "b2xkLXBhc3N3b3Jk", "user": "YWRtaW4=", "gone": "Z29uZQ=="})
+	after := secret(map[string]any{"password": "bmV3LXBhc3N3b3Jk", "user": "YWRtaW4=", "added": "YWRkZWQ="})
+	diff, err := unifiedDiff("Secret/ns/s", live, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"-  password: '*** (before)'\n",
+		"+  password: '*** (after)'\n",
+		"   user: '***'\n",
+		"-  gone: '***'\n",
+		"+  added: '***'\n",
+	} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	for _, value := range []string{"b2xkLXBhc3N3b3Jk", "bmV3LXBhc3N3b3Jk", "YWRtaW4=", "Z29uZQ==", "YWRkZWQ="} {
+		if strings.Contains(diff, value) {
+			t.Errorf("diff shows the secret value %s:\n%s", value, diff)
+		}
+	}
+	if live.Object["data"].(map[string]any)["password"] != "b2xkLXBhc3N3b3Jk" {
+		t.Error("masking changed the live object it was given")
+	}
+
+	// A Secret whose values are the same has no diff.
+	same, err := unifiedDiff("Secret/ns/s", secret(map[string]any{"k": "dg=="}), secret(map[string]any{"k": "dg=="}))
+	if err != nil || same != "" {
+		t.Errorf("diff of equal Secrets: %q, %v", same, err)
+	}
+}

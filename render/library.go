@@ -45,7 +45,10 @@ func (l *Library) Digest() string { return l.digest }
 
 // Load compiles every kind of the CUE module rooted at fsys. A kind is a
 // directory holding a template package with an `api` package beneath it.
+// Symbolic links inside fsys are followed (a mounted ConfigMap is made of
+// them); one that leads outside it is refused.
 func Load(fsys fs.FS) (*Library, error) {
+	fsys = followLinks(fsys)
 	if _, err := fs.Stat(fsys, "cue.mod/module.cue"); err != nil {
 		return nil, fmt.Errorf("template module: cue.mod/module.cue not found: %w", err)
 	}
@@ -127,7 +130,8 @@ func refuseTools(inst *build.Instance) error {
 	return nil
 }
 
-// kindDirs lists the top-level directories that have an api/ package.
+// kindDirs lists the top-level directories that have an api/ package; fsys
+// shows links as what they point to.
 func kindDirs(fsys fs.FS) ([]string, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
@@ -146,25 +150,93 @@ func kindDirs(fsys fs.FS) ([]string, error) {
 }
 
 // DigestFS hashes every file name and content, so that a changed template
-// shows as a changed digest.
+// shows as a changed digest. Links are followed as Load follows them, so a
+// swap of a mounted ConfigMap's `..data` changes the digest; a link Load
+// would refuse is hashed as its target, so that the load that follows
+// reports it.
 func DigestFS(fsys fs.FS) (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	err := walkModule(fsys, func(p, target string, content []byte) error {
+		if content == nil {
+			fmt.Fprintf(h, "%s\x00->\x00%s\x00", p, target)
+			return nil
 		}
-		b, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
-		h.Write(b)
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(content))
+		h.Write(content)
 		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("template module: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// ModuleFiles returns the content of every file of the module in fsys by
+// path, with links followed as Load follows them. A link Load would refuse
+// is an error.
+func ModuleFiles(fsys fs.FS) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := walkModule(fsys, func(p, target string, content []byte) error {
+		if content == nil {
+			if _, err := fs.Stat(followLinks(fsys), p); err != nil {
+				return fmt.Errorf("template module: %w", err)
+			}
+			return fmt.Errorf("template module: %s is a link to %s, a directory already in the module", p, target)
+		}
+		files[p] = content
+		return nil
+	})
+	return files, err
+}
+
+// walkModule calls visit with every file of the module and its content, or
+// with a link that is not followed and its target (content nil): one that
+// cannot be, or one to a directory already walked (a cycle). The
+// kubelet's own `..` entries at the top are left out: the top-level links
+// reach their content.
+func walkModule(fsys fs.FS, visit func(p, target string, content []byte) error) error {
+	fsys = followLinks(fsys)
+	linked, _ := fsys.(linkedFS)
+	walked := map[string]bool{}
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != "." && path.Dir(p) == "." && strings.HasPrefix(p, "..") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if linked.base == nil {
+				return nil
+			}
+			dir, err := linked.resolve("walk", p)
+			if err != nil {
+				return err
+			}
+			if walked[dir] {
+				if err := visit(p, dir, nil); err != nil {
+					return err
+				}
+				return fs.SkipDir
+			}
+			walked[dir] = true
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return visit(p, linked.linkTarget(p), nil)
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			b = []byte{}
+		}
+		return visit(p, "", b)
+	})
 }
 
 // noRegistry refuses every module dependency: templates must be

@@ -20,7 +20,7 @@ and its children are healthy, Degraded when it is Stalled, Healthy when Ready.`,
 		Example: `  cuerator argocd-health | kubectl -n argocd patch configmap argocd-cm --patch-file /dev/stdin
 
   # What 'make argocd-health' writes
-  cuerator argocd-health --output deploy/argocd/argocd-cm-patch.yaml`,
+  cuerator argocd-health --output-file deploy/argocd/argocd-cm-patch.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			lib, err := loadLibrary(*templates)
@@ -38,6 +38,6 @@ and its children are healthy, Degraded when it is Stalled, Healthy when Ready.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write the patch to this file instead of standard output")
+	cmd.Flags().StringVar(&output, "output-file", "", "write the patch to this file instead of standard output")
 	return cmd
 }

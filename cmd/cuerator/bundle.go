@@ -66,6 +66,7 @@ func writeBundle(lib *render.Library, opts bundleOptions) error {
 	if err != nil {
 		return err
 	}
+	opts.source.MinKubeVersion = minKubeVersion
 	opts.source.Examples, err = readManifestFiles(opts.examplesDir)
 	if err != nil {
 		return err

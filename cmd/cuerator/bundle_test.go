@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	operatorsv1alpha1 "github.com/operator-framework/api/pkg/operators/v1alpha1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,13 +36,13 @@ func TestBundleFromDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var csv olm.ClusterServiceVersion
+	var csv operatorsv1alpha1.ClusterServiceVersion
 	if err := yaml.UnmarshalStrict(b, &csv); err != nil {
 		t.Fatal(err)
 	}
 	manager := managerClusterRole(t)
 	var granted []rbacv1.PolicyRule
-	for _, p := range csv.Spec.Install.Spec.ClusterPermissions {
+	for _, p := range csv.Spec.InstallStrategy.StrategySpec.ClusterPermissions {
 		granted = append(granted, p.Rules...)
 	}
 	for _, rule := range manager.Rules {
@@ -53,10 +54,10 @@ func TestBundleFromDeploy(t *testing.T) {
 			t.Errorf("clusterPermissions lack the rule %+v of ClusterRole %s", rule, manager.Name)
 		}
 	}
-	if img := csv.Spec.Install.Spec.Deployments[0].Spec.Template.Spec.Containers[0].Image; img != "registry.example/cuerator:0.1.0" {
+	if img := csv.Spec.InstallStrategy.StrategySpec.DeploymentSpecs[0].Spec.Template.Spec.Containers[0].Image; img != "registry.example/cuerator:0.1.0" {
 		t.Errorf("manager image %q", img)
 	}
-	if ex := csv.Metadata.Annotations["alm-examples"]; !strings.Contains(ex, `"name":"memcached-sample"`) {
+	if ex := csv.Annotations["alm-examples"]; !strings.Contains(ex, `"name":"memcached-sample"`) {
 		t.Errorf("alm-examples lacks the Memcached sample: %s", ex)
 	}
 }

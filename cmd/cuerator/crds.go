@@ -12,7 +12,7 @@ import (
 )
 
 func crdsCmd(templates *string) *cobra.Command {
-	var outDir string
+	var outDir, format string
 	cmd := &cobra.Command{
 		Use:   "crds",
 		Short: "Print the CustomResourceDefinitions generated from the templates",
@@ -28,6 +28,9 @@ fit the API server's cost budget.`,
   cuerator crds --output-dir deploy/crds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(format); err != nil {
+				return err
+			}
 			lib, err := loadLibrary(*templates)
 			if err != nil {
 				return err
@@ -48,13 +51,13 @@ fit the API server's cost budget.`,
 				if err != nil {
 					return err
 				}
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
+				return writeManifests(cmd.OutOrStdout(), format, b)
 			}
 			return writeCRDFiles(outDir, crds)
 		},
 	}
 	cmd.Flags().StringVar(&outDir, "output-dir", "", "write one <group>_<plural>.yaml per CRD into this directory instead of standard output")
+	addOutputFlag(cmd, &format)
 	return cmd
 }
 

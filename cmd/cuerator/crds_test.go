@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/cuerator/cuerator/crdgen"
+	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/mount"
 )
 
 // deploy/crds is what `make install` and `make deploy` apply; it must be
@@ -63,5 +65,29 @@ func TestCRDsWarns(t *testing.T) {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("standard error lacks %q:\n%s", want, errOut.String())
 		}
+	}
+}
+
+// The built-in module mounted as the kubelet mounts a ConfigMap gives the
+// built-in CRDs.
+func TestCRDsFromMountedTemplates(t *testing.T) {
+	files, err := mount.Files(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := mount.Write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	builtin := runCLI(t, "crds")
+	if builtin.err != nil || builtin.stdout == "" {
+		t.Fatalf("cuerator crds: %v", builtin.err)
+	}
+	mounted := runCLI(t, "crds", "--templates", dir)
+	if mounted.err != nil {
+		t.Fatalf("cuerator crds --templates on a mounted ConfigMap: %v", mounted.err)
+	}
+	if mounted.stdout != builtin.stdout {
+		t.Error("cuerator crds --templates on the mounted built-in module differs from the built-in CRDs")
 	}
 }

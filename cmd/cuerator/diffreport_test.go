@@ -57,3 +57,27 @@ func TestCRDiffUnchangedWritesNothing(t *testing.T) {
 		t.Errorf("unchanged CR: Changed()=%v, output %q", d.Changed(), out.String())
 	}
 }
+
+func TestColorWanted(t *testing.T) {
+	for _, c := range []struct {
+		mode     string
+		terminal bool
+		noColor  string
+		want     bool
+	}{
+		{"auto", true, "", true},
+		{"auto", false, "", false},
+		{"auto", true, "1", false},
+		{"always", true, "1", true}, // a flag outranks NO_COLOR
+		{"always", false, "", true},
+		{"never", true, "", false},
+	} {
+		got, err := colorWanted(c.mode, c.terminal, c.noColor)
+		if err != nil || got != c.want {
+			t.Errorf("--color=%s, terminal %v, NO_COLOR=%q: colour %v (%v), want %v", c.mode, c.terminal, c.noColor, got, err, c.want)
+		}
+	}
+	if _, err := colorWanted("yes", true, ""); err == nil || !strings.Contains(err.Error(), "--color") {
+		t.Errorf("--color=yes: error %v, want one naming the flag", err)
+	}
+}

@@ -7,23 +7,34 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	"github.com/cuerator/cuerator/render"
 )
 
 func renderCmd(templates *string) *cobra.Command {
-	var file, namespace string
+	var file, format string
+	var kube kubectlFlags
 	cmd := &cobra.Command{
 		Use:   "render -f FILE|-",
 		Short: "Render CRs to the manifests of their children, offline",
+		Long: `render prints the children each CR of FILE becomes, as the operator would
+apply them, without a cluster. CRs that name no namespace get the one of
+--namespace, else of the kubeconfig's current context, else "default", as
+kubectl gives them.`,
 		Example: `  # Show what a Memcached CR becomes
   cuerator render -f examples/memcached-sample.yaml
 
   # From a pipe, into another namespace
-  cat cr.yaml | cuerator render -f - -n prod`,
+  cat cr.yaml | cuerator render -f - -n prod -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(format); err != nil {
+				return err
+			}
+			namespace, err := kube.namespace()
+			if err != nil {
+				return err
+			}
 			lib, err := loadLibrary(*templates)
 			if err != nil {
 				return err
@@ -32,7 +43,7 @@ func renderCmd(templates *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			var children []*unstructured.Unstructured
 			for i, cr := range crs {
 				if cr.GetNamespace() == "" {
 					cr.SetNamespace(namespace)
@@ -41,15 +52,14 @@ func renderCmd(templates *string) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("%s: document %d (%s %s): %w", file, i, cr.GetKind(), cr.GetName(), err)
 				}
-				if err := writeYAML(out, r.Objects); err != nil {
-					return err
-				}
+				children = append(children, r.Objects...)
 			}
-			return nil
+			return writeObjects(cmd.OutOrStdout(), format, children)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "file of CRs (multi-document YAML), or - for standard input")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of CRs that name none")
+	kube = addNamespaceFlags(cmd)
+	addOutputFlag(cmd, &format)
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
@@ -69,17 +79,4 @@ func readFile(name string) ([]*unstructured.Unstructured, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return objs, nil
-}
-
-func writeYAML(w io.Writer, objs []*unstructured.Unstructured) error {
-	for _, o := range objs {
-		b, err := yaml.Marshal(o.Object)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "---\n%s", b); err != nil {
-			return err
-		}
-	}
-	return nil
 }

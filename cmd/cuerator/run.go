@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -23,13 +24,22 @@ func runCmd(templates *string) *cobra.Command {
 	var selector string
 	var qps float32
 	var burst int
+	var kube kubectlFlags
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Run the operator against the cluster in KUBECONFIG (or in-cluster)",
+		Short: "Run the operator against the cluster of the kubeconfig (or in-cluster)",
+		Long: `run starts the operator. It finds its cluster as kubectl does (--kubeconfig,
+KUBECONFIG, ~/.kube/config, --context), and in a pod, with none of them, uses
+the pod's service account. Which namespaces it reconciles and where its Lease
+lives have flags of their own (--watch-namespace, --leader-election-namespace),
+so it takes no -n.`,
 		Example: `  # Run against the local cluster of 'make cluster-up'
-  KUBECONFIG=.cluster/kubeconfig cuerator run`,
+  cuerator run --kubeconfig .cluster/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("metrics-secure") {
+				opts.MetricsSecure = !isLoopback(opts.MetricsBindAddress)
+			}
 			if err := completeRunOptions(&opts, selector); err != nil {
 				return err
 			}
@@ -42,7 +52,7 @@ func runCmd(templates *string) *cobra.Command {
 				return err
 			}
 			opts.TemplatesDir = *templates
-			cfg, err := ctrl.GetConfig()
+			cfg, err := kube.restConfig()
 			if err != nil {
 				return err
 			}
@@ -64,18 +74,33 @@ func runCmd(templates *string) *cobra.Command {
 	f.DurationVar(&opts.SyncPeriod, "sync-period", 10*time.Hour, "how often every CR is reconciled again even when nothing changed")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained (client-side limit)")
 	f.IntVar(&burst, "kube-api-burst", 300, "requests to the API server allowed in a burst above --kube-api-qps")
-	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
-	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics")
+	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint; 0 turns it off")
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics; unless set, plain HTTP when --metrics-bind-address is a loopback address")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "cuerator.cuerator.dev", "name of the leader election lease")
 	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace; required outside a cluster)")
 	f.StringVar(&opts.WatchNamespace, "watch-namespace", "", "reconcile the CRs of this namespace only (default: all namespaces)")
 	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
+	kube = addKubectlFlags(cmd, false)
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
 	return cmd
+}
+
+// isLoopback reports whether addr (host:port) serves this machine only:
+// there, metrics need no authentication. An empty host is every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // podNamespaceFile is where a pod finds its namespace.

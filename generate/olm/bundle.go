@@ -9,17 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/blang/semver/v4"
+	"github.com/operator-framework/api/pkg/lib/version"
+	"github.com/operator-framework/api/pkg/manifests"
+	operatorsv1alpha1 "github.com/operator-framework/api/pkg/operators/v1alpha1"
+	"github.com/operator-framework/api/pkg/validation"
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/cuerator/cuerator/crdgen"
@@ -28,94 +30,9 @@ import (
 
 // An OLM bundle (format registry+v1) of the operator: a
 // ClusterServiceVersion that installs the manager Deployment with its RBAC
-// and owns the CRDs, the CRDs, and metadata/annotations.yaml.
-//
-// The types below are the part of operators.coreos.com/v1alpha1 that the
-// bundle uses, and ValidateBundle checks the rules of operator-framework's
-// bundle validation that apply to it: github.com/operator-framework/api does
-// not build against k8s.io v0.37 (v0.9.1, the only release the module proxy
-// serves, predates its API changes).
-
-// ClusterServiceVersion describes the operator to OLM.
-type ClusterServiceVersion struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Metadata   CSVMetadata `json:"metadata"`
-	Spec       CSVSpec     `json:"spec"`
-}
-
-type CSVMetadata struct {
-	Name        string            `json:"name"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-}
-
-type CSVSpec struct {
-	DisplayName               string        `json:"displayName"`
-	Description               string        `json:"description"`
-	Version                   string        `json:"version"`
-	Maturity                  string        `json:"maturity,omitempty"`
-	Provider                  CSVProvider   `json:"provider"`
-	Keywords                  []string      `json:"keywords,omitempty"`
-	Links                     []CSVLink     `json:"links,omitempty"`
-	InstallModes              []InstallMode `json:"installModes"`
-	Install                   CSVInstall    `json:"install"`
-	CustomResourceDefinitions CSVCRDs       `json:"customresourcedefinitions"`
-}
-
-type CSVProvider struct {
-	Name string `json:"name"`
-}
-
-type CSVLink struct {
-	Name string `json:"name"`
-	URL  string `json:"url"`
-}
-
-// InstallMode says whether the operator can watch the namespaces of an
-// OperatorGroup of that type.
-type InstallMode struct {
-	Type      string `json:"type"`
-	Supported bool   `json:"supported"`
-}
-
-// The four install mode types; a CSV lists each once.
-var installModeTypes = []string{"OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces"}
-
-type CSVInstall struct {
-	Strategy string                `json:"strategy"`
-	Spec     CSVDeploymentStrategy `json:"spec"`
-}
-
-type CSVDeploymentStrategy struct {
-	Deployments        []CSVDeployment `json:"deployments"`
-	ClusterPermissions []CSVPermission `json:"clusterPermissions,omitempty"`
-	Permissions        []CSVPermission `json:"permissions,omitempty"`
-}
-
-type CSVDeployment struct {
-	Name  string                `json:"name"`
-	Label map[string]string     `json:"label,omitempty"`
-	Spec  appsv1.DeploymentSpec `json:"spec"`
-}
-
-// CSVPermission is what OLM grants a service account: cluster-wide
-// (clusterPermissions) or in the install namespace (permissions).
-type CSVPermission struct {
-	ServiceAccountName string              `json:"serviceAccountName"`
-	Rules              []rbacv1.PolicyRule `json:"rules"`
-}
-
-type CSVCRDs struct {
-	Owned []CSVOwnedCRD `json:"owned"`
-}
-
-type CSVOwnedCRD struct {
-	Name        string `json:"name"`
-	Version     string `json:"version"`
-	Kind        string `json:"kind"`
-	DisplayName string `json:"displayName"`
-	Description string `json:"description"`
-}
+// and owns the CRDs, the CRDs, and metadata/annotations.yaml. It is written
+// with operator-framework/api's types and checked by its validators, the
+// ones `operator-sdk bundle validate` runs by default.
 
 // BundleSource is what a bundle is made of besides the templates.
 type BundleSource struct {
@@ -127,6 +44,8 @@ type BundleSource struct {
 	Channel string
 	// Image replaces the manager container's image.
 	Image string
+	// MinKubeVersion is the oldest Kubernetes release the operator runs on.
+	MinKubeVersion string
 	// Manifests are the operator's install objects (deploy/rbac and
 	// deploy/manager): one Deployment, its ServiceAccount's role bindings
 	// and the roles they bind.
@@ -137,7 +56,7 @@ type BundleSource struct {
 
 // Bundle is an OLM bundle ready to write.
 type Bundle struct {
-	CSV         *ClusterServiceVersion
+	CSV         *operatorsv1alpha1.ClusterServiceVersion
 	CRDs        []*apiextensionsv1.CustomResourceDefinition
 	Annotations map[string]string
 }
@@ -152,9 +71,11 @@ const (
 	bundleDefaultChannel = "operators.operatorframework.io.bundle.channel.default.v1"
 )
 
-// Bundle builds the OLM bundle that installs the operator serving l's kinds.
+// NewBundle builds the OLM bundle that installs the operator serving lib's
+// kinds.
 func NewBundle(lib *render.Library, src BundleSource) (*Bundle, error) {
-	if _, err := semver.Parse(src.Version); err != nil {
+	v, err := semver.Parse(src.Version)
+	if err != nil {
 		return nil, fmt.Errorf("bundle version %q is not a semantic version: %w", src.Version, err)
 	}
 	deployment, err := managerDeployment(src.Manifests)
@@ -186,10 +107,9 @@ func NewBundle(lib *render.Library, src BundleSource) (*Bundle, error) {
 		return nil, fmt.Errorf("alm-examples: %w", err)
 	}
 
-	csv := &ClusterServiceVersion{
-		APIVersion: "operators.coreos.com/v1alpha1",
-		Kind:       "ClusterServiceVersion",
-		Metadata: CSVMetadata{
+	csv := &operatorsv1alpha1.ClusterServiceVersion{
+		TypeMeta: metav1.TypeMeta{APIVersion: operatorsv1alpha1.SchemeGroupVersion.String(), Kind: operatorsv1alpha1.ClusterServiceVersionKind},
+		ObjectMeta: metav1.ObjectMeta{
 			Name: src.Package + ".v" + src.Version,
 			Annotations: map[string]string{
 				"alm-examples":   string(examples),
@@ -199,28 +119,29 @@ func NewBundle(lib *render.Library, src BundleSource) (*Bundle, error) {
 				"description":    "Kubernetes operators from CUE templates",
 			},
 		},
-		Spec: CSVSpec{
+		Spec: operatorsv1alpha1.ClusterServiceVersionSpec{
 			DisplayName: "cuerator",
 			Description: "cuerator serves custom resource kinds described in CUE: it renders each CR into its children " +
 				"and keeps them applied with server-side apply, pruning what the template stops producing, " +
 				"and reports Ready, Reconciling and Stalled with kstatus semantics.",
-			Version:  src.Version,
-			Maturity: "alpha",
-			Provider: CSVProvider{Name: "cuerator"},
-			Keywords: []string{"cue", "operator", "gitops", "server-side apply"},
-			Links:    []CSVLink{{Name: "Source", URL: "https://github.com/cuerator/cuerator"}},
+			Version:        version.OperatorVersion{Version: v},
+			Maturity:       "alpha",
+			MinKubeVersion: src.MinKubeVersion,
+			Provider:       operatorsv1alpha1.AppLink{Name: "cuerator"},
+			Keywords:       []string{"cue", "operator", "gitops", "server-side apply"},
+			Links:          []operatorsv1alpha1.AppLink{{Name: "Source", URL: "https://github.com/cuerator/cuerator"}},
 			// The operator watches every namespace, or one given by a flag
 			// that OLM's target namespaces do not set.
-			InstallModes: []InstallMode{
-				{Type: "OwnNamespace", Supported: false},
-				{Type: "SingleNamespace", Supported: false},
-				{Type: "MultiNamespace", Supported: false},
-				{Type: "AllNamespaces", Supported: true},
+			InstallModes: []operatorsv1alpha1.InstallMode{
+				{Type: operatorsv1alpha1.InstallModeTypeOwnNamespace, Supported: false},
+				{Type: operatorsv1alpha1.InstallModeTypeSingleNamespace, Supported: false},
+				{Type: operatorsv1alpha1.InstallModeTypeMultiNamespace, Supported: false},
+				{Type: operatorsv1alpha1.InstallModeTypeAllNamespaces, Supported: true},
 			},
-			Install: CSVInstall{
-				Strategy: "deployment",
-				Spec: CSVDeploymentStrategy{
-					Deployments:        []CSVDeployment{{Name: deployment.Name, Label: deployment.Labels, Spec: deployment.Spec}},
+			InstallStrategy: operatorsv1alpha1.NamedInstallStrategy{
+				StrategyName: operatorsv1alpha1.InstallStrategyNameDeployment,
+				StrategySpec: operatorsv1alpha1.StrategyDetailsDeployment{
+					DeploymentSpecs:    []operatorsv1alpha1.StrategyDeploymentSpec{{Name: deployment.Name, Label: deployment.Labels, Spec: deployment.Spec}},
 					ClusterPermissions: permissions(sa, clusterRules),
 					Permissions:        permissions(sa, rules),
 				},
@@ -228,7 +149,7 @@ func NewBundle(lib *render.Library, src BundleSource) (*Bundle, error) {
 		},
 	}
 	for _, k := range lib.Kinds() {
-		csv.Spec.CustomResourceDefinitions.Owned = append(csv.Spec.CustomResourceDefinitions.Owned, CSVOwnedCRD{
+		csv.Spec.CustomResourceDefinitions.Owned = append(csv.Spec.CustomResourceDefinitions.Owned, operatorsv1alpha1.CRDDescription{
 			Name:        k.Plural + "." + k.GVK.Group,
 			Version:     k.GVK.Version,
 			Kind:        k.GVK.Kind,
@@ -314,11 +235,11 @@ func boundRules(objs []*unstructured.Unstructured, sa string) (cluster, namespac
 	return cluster, namespaced, nil
 }
 
-func permissions(sa string, rules []rbacv1.PolicyRule) []CSVPermission {
+func permissions(sa string, rules []rbacv1.PolicyRule) []operatorsv1alpha1.StrategyDeploymentPermissions {
 	if len(rules) == 0 {
 		return nil
 	}
-	return []CSVPermission{{ServiceAccountName: sa, Rules: rules}}
+	return []operatorsv1alpha1.StrategyDeploymentPermissions{{ServiceAccountName: sa, Rules: rules}}
 }
 
 func objectsOf(objs []*unstructured.Unstructured) []map[string]any {
@@ -352,7 +273,7 @@ func (b *Bundle) Write(dir string) error {
 			return err
 		}
 	}
-	csv, err := yaml.Marshal(b.CSV)
+	csv, err := csvYAML(b.CSV)
 	if err != nil {
 		return fmt.Errorf("ClusterServiceVersion: %w", err)
 	}
@@ -377,216 +298,39 @@ func (b *Bundle) Write(dir string) error {
 	return nil
 }
 
-// ValidateBundle reads the bundle in dir back and checks it as OLM would:
-// the annotations, the CSV's name, version, install modes and deployment
-// strategy, and that the CSV owns exactly the CRDs in manifests/. It
-// returns every problem found.
-func ValidateBundle(dir string) error {
-	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	var meta struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := readYAMLStrict(filepath.Join(dir, "metadata", "annotations.yaml"), &meta); err != nil {
-		return err
-	}
-	a := meta.Annotations
-	fixed := map[string]string{bundleMediaType: "registry+v1", bundleManifests: "manifests/", bundleMetadata: "metadata/"}
-	for _, key := range sortedKeys(fixed) {
-		if want := fixed[key]; a[key] != want {
-			fail("annotations.yaml: %s is %q, want %q", key, a[key], want)
-		}
-	}
-	pkg := a[bundlePackage]
-	if pkg == "" {
-		fail("annotations.yaml: %s is not set", bundlePackage)
-	}
-	if channels := strings.Split(a[bundleChannels], ","); a[bundleChannels] == "" || !slices.Contains(channels, a[bundleDefaultChannel]) {
-		fail("annotations.yaml: default channel %q is not among the channels %q", a[bundleDefaultChannel], a[bundleChannels])
-	}
-
-	manifests := filepath.Join(dir, "manifests")
-	var csv ClusterServiceVersion
-	if err := readYAMLStrict(filepath.Join(manifests, CSVFileName(pkg)), &csv); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	crds, err := readCRDs(manifests, CSVFileName(pkg))
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	errs = append(errs, validateCSV(&csv, pkg, crds)...)
-	return errors.Join(errs...)
-}
-
-func validateCSV(csv *ClusterServiceVersion, pkg string, crds map[string]*apiextensionsv1.CustomResourceDefinition) []error {
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ClusterServiceVersion: "+format, args...))
-	}
-
-	if csv.APIVersion != "operators.coreos.com/v1alpha1" || csv.Kind != "ClusterServiceVersion" {
-		fail("apiVersion/kind %s/%s", csv.APIVersion, csv.Kind)
-	}
-	if _, err := semver.Parse(csv.Spec.Version); err != nil {
-		fail("spec.version %q is not a semantic version: %v", csv.Spec.Version, err)
-	}
-	if want := pkg + ".v" + csv.Spec.Version; csv.Metadata.Name != want {
-		fail("metadata.name %q, want %q (<package>.v<version>)", csv.Metadata.Name, want)
-	}
-	if msgs := validation.IsDNS1123Subdomain(csv.Metadata.Name); len(msgs) > 0 {
-		fail("metadata.name %q: %s", csv.Metadata.Name, strings.Join(msgs, "; "))
-	}
-	required := map[string]string{"displayName": csv.Spec.DisplayName, "description": csv.Spec.Description, "provider.name": csv.Spec.Provider.Name}
-	for _, field := range sortedKeys(required) {
-		if required[field] == "" {
-			fail("spec.%s is empty", field)
-		}
-	}
-
-	modes := map[string]int{}
-	supported := false
-	for _, m := range csv.Spec.InstallModes {
-		modes[m.Type]++
-		supported = supported || m.Supported
-		if !slices.Contains(installModeTypes, m.Type) {
-			fail("spec.installModes: unknown type %q", m.Type)
-		}
-	}
-	for _, t := range installModeTypes {
-		if modes[t] != 1 {
-			fail("spec.installModes lists %s %d times, want once", t, modes[t])
-		}
-	}
-	if !supported {
-		fail("spec.installModes supports none")
-	}
-
-	errs = append(errs, validateStrategy(csv.Spec.Install)...)
-
-	owned := map[string]bool{}
-	for _, o := range csv.Spec.CustomResourceDefinitions.Owned {
-		owned[o.Name] = true
-		if o.DisplayName == "" || o.Description == "" {
-			fail("owned CRD %s: displayName and description must be set", o.Name)
-		}
-		crd, ok := crds[o.Name]
-		if !ok {
-			fail("owned CRD %s is not in manifests/", o.Name)
-			continue
-		}
-		if crd.Spec.Names.Kind != o.Kind || !slices.ContainsFunc(crd.Spec.Versions, func(v apiextensionsv1.CustomResourceDefinitionVersion) bool { return v.Name == o.Version && v.Served }) {
-			fail("owned CRD %s: %s %s is not a served version and kind of the CRD", o.Name, o.Version, o.Kind)
-		}
-	}
-	for _, name := range sortedKeys(crds) {
-		if !owned[name] {
-			fail("CRD %s in manifests/ is not among spec.customresourcedefinitions.owned", name)
-		}
-	}
-
-	var examples []unstructured.Unstructured
-	if err := json.Unmarshal([]byte(csv.Metadata.Annotations["alm-examples"]), &examples); err != nil {
-		fail("metadata.annotations.alm-examples is not a JSON list of objects: %v", err)
-	}
-	for _, ex := range examples {
-		gvk := ex.GroupVersionKind()
-		if !slices.ContainsFunc(csv.Spec.CustomResourceDefinitions.Owned, func(o CSVOwnedCRD) bool {
-			return o.Kind == gvk.Kind && o.Version == gvk.Version && strings.HasSuffix(o.Name, "."+gvk.Group)
-		}) {
-			fail("alm-examples: %s %s is not of an owned CRD", gvk, ex.GetName())
-		}
-	}
-	return errs
-}
-
-func validateStrategy(install CSVInstall) []error {
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ClusterServiceVersion: spec.install: "+format, args...))
-	}
-	if install.Strategy != "deployment" {
-		fail("strategy %q, want deployment", install.Strategy)
-	}
-	if len(install.Spec.Deployments) == 0 {
-		fail("no deployment")
-	}
-	granted := map[string]bool{}
-	for _, p := range append(slices.Clone(install.Spec.ClusterPermissions), install.Spec.Permissions...) {
-		granted[p.ServiceAccountName] = true
-		for _, r := range p.Rules {
-			if len(r.Verbs) == 0 || (len(r.Resources) == 0 && len(r.NonResourceURLs) == 0) {
-				fail("service account %s: a rule without verbs or resources: %+v", p.ServiceAccountName, r)
-			}
-		}
-	}
-	names := map[string]bool{}
-	for _, d := range install.Spec.Deployments {
-		if msgs := validation.IsDNS1123Subdomain(d.Name); len(msgs) > 0 {
-			fail("deployment name %q: %s", d.Name, strings.Join(msgs, "; "))
-		}
-		if names[d.Name] {
-			fail("deployment %s is listed twice", d.Name)
-		}
-		names[d.Name] = true
-		if d.Spec.Selector == nil || !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(labels.Set(d.Spec.Template.Labels)) {
-			fail("deployment %s: spec.selector does not select its pod template", d.Name)
-		}
-		if len(d.Spec.Template.Spec.Containers) == 0 {
-			fail("deployment %s has no container", d.Name)
-		}
-		for _, c := range d.Spec.Template.Spec.Containers {
-			if c.Image == "" {
-				fail("deployment %s: container %s has no image", d.Name, c.Name)
-			}
-		}
-		if sa := d.Spec.Template.Spec.ServiceAccountName; !granted[sa] {
-			fail("deployment %s runs as service account %q, which no permissions or clusterPermissions entry names (OLM creates only those)", d.Name, sa)
-		}
-	}
-	return errs
-}
-
-// readCRDs reads every CRD file of manifests/ but the CSV, by name.
-func readCRDs(dir, csvFile string) (map[string]*apiextensionsv1.CustomResourceDefinition, error) {
-	entries, err := os.ReadDir(dir)
+// csvYAML is the CSV without the empty creationTimestamp and status that
+// its typed form marshals.
+func csvYAML(csv *operatorsv1alpha1.ClusterServiceVersion) ([]byte, error) {
+	raw, err := json.Marshal(csv)
 	if err != nil {
 		return nil, err
 	}
-	crds := map[string]*apiextensionsv1.CustomResourceDefinition{}
-	for _, e := range entries {
-		if e.IsDir() || e.Name() == csvFile {
-			continue
-		}
-		var crd apiextensionsv1.CustomResourceDefinition
-		if err := readYAMLStrict(filepath.Join(dir, e.Name()), &crd); err != nil {
-			return nil, err
-		}
-		if crd.Kind != "CustomResourceDefinition" {
-			return nil, fmt.Errorf("manifests/%s: a %s; this bundle holds only the CSV and CRDs", e.Name(), crd.Kind)
-		}
-		crds[crd.Name] = &crd
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
 	}
-	return crds, nil
+	delete(m, "status")
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "creationTimestamp")
+	}
+	return yaml.Marshal(m)
 }
 
-func readYAMLStrict(path string, into any) error {
-	b, err := os.ReadFile(path)
+// ValidateBundle reads the bundle in dir back as OLM does and runs
+// operator-framework's default bundle validators on it (the CSV, the CRDs,
+// and the bundle as a whole: owned CRDs against manifests/, service
+// accounts, size). It returns every error, and the warnings too, which
+// OLM would accept but this bundle must not need.
+func ValidateBundle(dir string) error {
+	bundle, err := manifests.GetBundleFromDir(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("read the bundle in %s: %w", dir, err)
 	}
-	if err := yaml.UnmarshalStrict(b, into); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	var problems []error
+	for _, result := range validation.DefaultBundleValidators.Validate(bundle.ObjectsToValidate()...) {
+		for _, e := range append(result.Errors, result.Warnings...) {
+			problems = append(problems, fmt.Errorf("%s: %w", result.Name, e))
+		}
 	}
-	return nil
-}
-
-// sortedKeys makes the order of error messages stable.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return errors.Join(problems...)
 }

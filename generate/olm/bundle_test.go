@@ -3,8 +3,12 @@ package olm
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	operatorsv1alpha1 "github.com/operator-framework/api/pkg/operators/v1alpha1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
@@ -56,11 +60,23 @@ spec:
       containers: [{name: manager, image: op, args: [run]}]
 `
 
-const exampleCR = `
+// exampleCRs has one CR of each built-in kind: OLM warns about a kind
+// without an example.
+const exampleCRs = `
 apiVersion: cache.example.com/v1alpha1
 kind: Memcached
 metadata: {name: sample}
 spec: {size: 1}
+---
+apiVersion: apps.example.com/v1alpha1
+kind: WebApp
+metadata: {name: sample}
+spec: {image: "nginx:alpine", domain: example.com}
+---
+apiVersion: database.example.com/v1alpha1
+kind: Database
+metadata: {name: sample}
+spec: {type: postgresql, version: "13", storage: {size: 10Gi}}
 `
 
 func bundleSource(t *testing.T, manifests string) BundleSource {
@@ -69,11 +85,11 @@ func bundleSource(t *testing.T, manifests string) BundleSource {
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples, err := render.ReadManifests(strings.NewReader(exampleCR))
+	examples, err := render.ReadManifests(strings.NewReader(exampleCRs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return BundleSource{Package: "op", Version: "1.2.3", Channel: "alpha", Image: "registry.example/op:1.2.3", Manifests: objs, Examples: examples}
+	return BundleSource{Package: "op", Version: "1.2.3", Channel: "alpha", Image: "registry.example/op:1.2.3", MinKubeVersion: "1.37.0", Manifests: objs, Examples: examples}
 }
 
 func writtenBundle(t *testing.T) string {
@@ -98,17 +114,21 @@ func TestBundle(t *testing.T) {
 	if err := ValidateBundle(dir); err != nil {
 		t.Fatalf("the bundle is invalid: %v", err)
 	}
-	var csv ClusterServiceVersion
-	if err := readYAMLStrict(filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), &csv); err != nil {
+	b, err := os.ReadFile(filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if csv.Metadata.Name != "op.v1.2.3" {
-		t.Errorf("CSV name %q", csv.Metadata.Name)
+	var csv operatorsv1alpha1.ClusterServiceVersion
+	if err := yaml.UnmarshalStrict(b, &csv); err != nil {
+		t.Fatal(err)
 	}
-	strategy := csv.Spec.Install.Spec
-	if len(strategy.Deployments) != 1 || strategy.Deployments[0].Name != "op-manager" ||
-		strategy.Deployments[0].Spec.Template.Spec.Containers[0].Image != "registry.example/op:1.2.3" {
-		t.Errorf("deployments %+v", strategy.Deployments)
+	if csv.Name != "op.v1.2.3" {
+		t.Errorf("CSV name %q", csv.Name)
+	}
+	strategy := csv.Spec.InstallStrategy.StrategySpec
+	if len(strategy.DeploymentSpecs) != 1 || strategy.DeploymentSpecs[0].Name != "op-manager" ||
+		strategy.DeploymentSpecs[0].Spec.Template.Spec.Containers[0].Image != "registry.example/op:1.2.3" {
+		t.Errorf("deployments %+v", strategy.DeploymentSpecs)
 	}
 	if cp := strategy.ClusterPermissions; len(cp) != 1 || cp[0].ServiceAccountName != "op" || len(cp[0].Rules) != 1 || cp[0].Rules[0].Resources[0] != "memcacheds" {
 		t.Errorf("clusterPermissions %+v: want the manager ClusterRole only", cp)
@@ -126,8 +146,10 @@ func TestBundle(t *testing.T) {
 	}
 }
 
-// Each rule of the validation catches what it is about.
+// operator-framework's validators, as ValidateBundle runs them, catch a
+// broken bundle and say what is wrong.
 func TestValidateBundleFindsProblems(t *testing.T) {
+	csvFile := func(dir string) string { return filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml") }
 	for _, tc := range []struct {
 		name    string
 		breakIt func(t *testing.T, dir string)
@@ -135,25 +157,28 @@ func TestValidateBundleFindsProblems(t *testing.T) {
 	}{
 		{"owned CRD missing", func(t *testing.T, dir string) {
 			removeBundleFile(t, filepath.Join(dir, "manifests", "cache.example.com_memcacheds.yaml"))
-		}, "owned CRD memcacheds.cache.example.com is not in manifests/"},
+		}, `owned CRD "cache.example.com/v1alpha1, Kind=Memcached" not found in bundle`},
 		{"CRD not owned", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), "name: memcacheds.cache.example.com", "name: other.cache.example.com")
-		}, "CRD memcacheds.cache.example.com in manifests/ is not among spec.customresourcedefinitions.owned"},
-		{"version not semver", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), "version: 1.2.3", "version: \"1.2\"")
-		}, `spec.version "1.2" is not a semantic version`},
-		{"install mode missing", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), "type: MultiNamespace", "type: AllNamespaces")
-		}, "spec.installModes lists MultiNamespace 0 times"},
-		{"strategy", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), "strategy: deployment", "strategy: helm")
-		}, `strategy "helm", want deployment`},
-		{"service account without permissions", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "manifests", "op.clusterserviceversion.yaml"), "              serviceAccountName: op\n", "              serviceAccountName: nobody\n")
-		}, `runs as service account "nobody", which no permissions or clusterPermissions entry names`},
-		{"default channel", func(t *testing.T, dir string) {
-			editBundleFile(t, filepath.Join(dir, "metadata", "annotations.yaml"), "channel.default.v1: alpha", "channel.default.v1: stable")
-		}, `default channel "stable" is not among the channels "alpha"`},
+			editCSV(t, csvFile(dir), func(csv *operatorsv1alpha1.ClusterServiceVersion) {
+				owned := &csv.Spec.CustomResourceDefinitions.Owned
+				*owned = slices.DeleteFunc(*owned, func(d operatorsv1alpha1.CRDDescription) bool { return d.Kind == "Memcached" })
+			})
+		}, `CRD "cache.example.com/v1alpha1, Kind=Memcached" is present in bundle "op.v1.2.3" but not defined in CSV`},
+		{"no install mode supported", func(t *testing.T, dir string) {
+			editCSV(t, csvFile(dir), func(csv *operatorsv1alpha1.ClusterServiceVersion) {
+				for i := range csv.Spec.InstallModes {
+					csv.Spec.InstallModes[i].Supported = false
+				}
+			})
+		}, "none of InstallModeTypes are supported"},
+		{"example of a kind the bundle does not own", func(t *testing.T, dir string) {
+			editCSV(t, csvFile(dir), func(csv *operatorsv1alpha1.ClusterServiceVersion) {
+				csv.Annotations["alm-examples"] = `[{"apiVersion": "other.example.com/v1", "kind": "Other", "metadata": {"name": "x"}}]`
+			})
+		}, "example must have a provided API"},
+		{"minimum Kubernetes version", func(t *testing.T, dir string) {
+			editCSV(t, csvFile(dir), func(csv *operatorsv1alpha1.ClusterServiceVersion) { csv.Spec.MinKubeVersion = "latest" })
+		}, "csv.Spec.MinKubeVersion has an invalid value: latest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writtenBundle(t)
@@ -188,23 +213,30 @@ func TestBundleRefusesIncompleteManifests(t *testing.T) {
 	}
 }
 
-func removeBundleFile(t *testing.T, path string) {
-	t.Helper()
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func editBundleFile(t *testing.T, path, old, new string) {
+// editCSV rewrites the bundle's CSV after edit.
+func editCSV(t *testing.T, path string, edit func(*operatorsv1alpha1.ClusterServiceVersion)) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), old) {
-		t.Fatalf("%s does not contain %q", path, old)
+	var csv operatorsv1alpha1.ClusterServiceVersion
+	if err := yaml.UnmarshalStrict(b, &csv); err != nil {
+		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+	edit(&csv)
+	out, err := csvYAML(&csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func removeBundleFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package rbac generates the operator's least-privilege RBAC from a template
 // library: its kinds' CRs and status, the child kinds their templates list,
-// pods for templates that observe them, events and the leader election Lease.
+// pods for templates that observe them, events and the leader election Lease,
+// and, for an operator that installs its CRDs (run --templates), those CRDs.
 package rbac
 
 import (
@@ -24,6 +25,9 @@ import (
 const (
 	ManagerRoleName        = "cuerator-manager"
 	LeaderElectionRoleName = "cuerator-leader-election"
+	// CRDInstallerRoleName is what an operator run with --templates needs
+	// besides ManagerRoleName: it installs its kinds' CRDs.
+	CRDInstallerRoleName = "cuerator-crd-installer"
 )
 
 // The verbs each thing the operator touches needs, and no more. The operator
@@ -54,6 +58,15 @@ var (
 	eventVerbs = []string{"create", "patch"}
 	// client-go's Lease lock gets, creates and renews (update) its Lease.
 	leaseVerbs = []string{"create", "get", "update"}
+	// With --templates, the operator server-side applies each kind's CRD
+	// (patch; the API server authorizes the apply that creates it as
+	// create) and reads it until it is Established (get): only the CRDs of
+	// its kinds, by name.
+	crdVerbs = []string{"create", "get", "patch"}
+	// A kind added to the templates while the operator runs is read back
+	// through the manager's cache, which starts an informer on CRDs; a list
+	// or watch cannot be narrowed to names.
+	crdCacheVerbs = []string{"list", "watch"}
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
@@ -104,13 +117,44 @@ func LeaderElectionRole(namespace string) *rbacv1.Role {
 	}
 }
 
+// CRDInstallerClusterRole is the ClusterRole an operator run with
+// --templates needs to install the CRDs of lib's kinds, and nothing wider:
+// writes and reads by name, and the list and watch of the cache that reads
+// back a kind added while it runs. A kind added to the templates needs this
+// role generated again, as it needs ManagerClusterRole for its children.
+func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
+	names := make([]string, 0, len(lib.Kinds()))
+	for _, k := range lib.Kinds() {
+		names = append(names, k.Plural+"."+k.GVK.Group)
+	}
+	sort.Strings(names)
+	const group, resource = "apiextensions.k8s.io", "customresourcedefinitions"
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: CRDInstallerRoleName},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
+			{APIGroups: []string{group}, Resources: []string{resource}, Verbs: crdCacheVerbs},
+		},
+	}
+}
+
 // Manifests is the YAML that `cuerator rbac` prints and
 // deploy/rbac/role.yaml holds: ManagerClusterRole, then LeaderElectionRole
-// in namespace.
-func Manifests(lib *render.Library, namespace string) ([]byte, error) {
+// in namespace, then, if installsCRDs, CRDInstallerClusterRole.
+func Manifests(lib *render.Library, namespace string, installsCRDs bool) ([]byte, error) {
+	objs := []any{ManagerClusterRole(lib), LeaderElectionRole(namespace)}
+	if installsCRDs {
+		objs = append(objs, CRDInstallerClusterRole(lib))
+	}
+	return YAML("# Generated from the templates by `cuerator rbac` (make generate): do not edit.\n", objs...)
+}
+
+// YAML writes RBAC objects as one YAML stream after header.
+func YAML(header string, objs ...any) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteString("# Generated from the templates by `cuerator rbac` (make generate): do not edit.\n")
-	for i, obj := range []any{ManagerClusterRole(lib), LeaderElectionRole(namespace)} {
+	buf.WriteString(header)
+	for i, obj := range objs {
 		// Through JSON to drop the empty creationTimestamp that ObjectMeta
 		// marshals.
 		raw, err := json.Marshal(obj)

@@ -18,7 +18,7 @@ import (
 // deploy/rbac/role.yaml is what `make deploy` binds the operator to; it must
 // be what the templates generate now.
 func TestCommittedRBACIsCurrent(t *testing.T) {
-	want, err := rbac.Manifests(loadLibrary(t), "cuerator-system")
+	want, err := rbac.Manifests(loadLibrary(t), "cuerator-system", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +129,32 @@ func TestGeneratedRulesAreNarrow(t *testing.T) {
 				t.Errorf("%s rule %+v: want one API group, resources only", role.name, r)
 			}
 		}
+	}
+}
+
+// An operator run with --templates installs the CRDs of its kinds, and may
+// write no other CRD.
+func TestCRDInstallerClusterRole(t *testing.T) {
+	lib, err := render.Load(forestModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := rbac.CRDInstallerClusterRole(lib)
+	crds := []string{"apiextensions.k8s.io"}
+	want := []rbacv1.PolicyRule{
+		{APIGroups: crds, Resources: []string{"customresourcedefinitions"}, ResourceNames: []string{"forests.forests.example.com", "treez.trees.example.com"}, Verbs: []string{"create", "get", "patch"}},
+		{APIGroups: crds, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"list", "watch"}},
+	}
+	if role.Name != rbac.CRDInstallerRoleName || !reflect.DeepEqual(role.Rules, want) {
+		t.Errorf("ClusterRole %s rules:\n got %+v\nwant %+v", role.Name, role.Rules, want)
+	}
+
+	manifests, err := rbac.Manifests(lib, "ns", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(manifests), "name: "+rbac.CRDInstallerRoleName+"\n") {
+		t.Errorf("cuerator rbac --install-crds lacks the ClusterRole %s:\n%s", rbac.CRDInstallerRoleName, manifests)
 	}
 }
 

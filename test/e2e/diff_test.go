@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -29,10 +30,16 @@ type cueratorRun struct {
 // kubeconfig given in env) and returns what it printed and its exit code.
 func runCuerator(t *testing.T, bin string, env []string, args ...string) cueratorRun {
 	t.Helper()
+	return runBinary(t, bin, append(append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath), env...), args...)
+}
+
+// runBinary runs bin with exactly the environment env.
+func runBinary(t *testing.T, bin string, env []string, args ...string) cueratorRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath), env...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -281,4 +288,72 @@ func liveObject(t *testing.T, ns, resource, name string) *unstructured.Unstructu
 		t.Fatalf("%s/%s: %v", resource, name, err)
 	}
 	return objs[0]
+}
+
+// A changed Secret shows as changed, with no value of it in the report, as
+// kubectl diff masks it.
+func TestDiffMasksSecretValues(t *testing.T) {
+	bin := buildCuerator(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cue.mod", "module.cue"), "module: \"test.cuerator.dev/secrets@v0\"\nlanguage: version: \"v0.17.0\"\n")
+	writeFile(t, filepath.Join(dir, "credential", "api", "api.cue"), `package api
+
+#CRD: {group: "secrets.test.cuerator.dev", version: "v1", kind: "Credential", plural: "credentials", singular: "credential", scope: "Namespaced"}
+#Spec: {
+	// user is the account's name.
+	user: string
+	// password is the account's password.
+	password: string
+}
+#Status: {...}
+`)
+	writeFile(t, filepath.Join(dir, "credential", "credential.cue"), `package credential
+
+import (
+	"encoding/base64"
+	"test.cuerator.dev/secrets/credential/api"
+)
+
+childKinds: [{apiVersion: "v1", kind: "Secret"}]
+cr: {metadata: {name: string, namespace: string, ...}, spec: api.#Spec}
+objects: secret: {
+	apiVersion: "v1"
+	kind:       "Secret"
+	metadata: name: cr.metadata.name
+	type: "Opaque"
+	data: {
+		user:     base64.Encode(null, cr.spec.user)
+		password: base64.Encode(null, cr.spec.password)
+	}
+}
+`)
+	startOperatorFor(t, dir)
+	ns := namespace(t, "diff-secret")
+	credential := func(password string) string {
+		return "apiVersion: secrets.test.cuerator.dev/v1\nkind: Credential\nmetadata: {name: db}\nspec: {user: admin-e2e, password: " + password + "}\n"
+	}
+	kubectlIn(t, credential("old-e2e-password"), "apply", "-n", ns, "-f", "-")
+	waitReconciled(t, ns, "credential/db")
+
+	changed := tempFile(t, "credential.yaml", credential("new-e2e-password"))
+	r := runCuerator(t, bin, nil, "diff", "--templates", dir, "-n", ns, "-f", changed)
+	if r.code != 1 {
+		t.Fatalf("exit code %d, want 1 (a change); stderr: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"Credential/" + ns + "/db: Secret/" + ns + "/db would change\n",
+		"\n-  password: '*** (before)'\n",
+		"\n+  password: '*** (after)'\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the diff lacks %q", want)
+		}
+	}
+	for _, value := range []string{"old-e2e-password", "new-e2e-password", "admin-e2e"} {
+		for _, shown := range []string{value, base64.StdEncoding.EncodeToString([]byte(value))} {
+			if strings.Contains(r.stdout, shown) || strings.Contains(r.stderr, shown) {
+				t.Errorf("the diff shows the secret value %s (as %s)", value, shown)
+			}
+		}
+	}
 }

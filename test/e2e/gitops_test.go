@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/pkg/apis/kustomize"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
@@ -82,9 +83,9 @@ func TestGitOpsHealthOfLiveCRs(t *testing.T) {
 		if res, err := status.Compute(live); err != nil || res.Status != status.CurrentStatus {
 			t.Errorf("%s: kstatus %v (%v), want Current", cr, res, err)
 		}
-		var exprs *gitops.FluxHealthCheckExprs
+		var exprs *kustomize.CustomHealthCheck
 		for _, e := range flux.Spec.HealthCheckExprs {
-			if e.GVK() == live.GroupVersionKind() {
+			if gitops.HealthCheckGVK(e) == live.GroupVersionKind() {
 				exprs = &e
 			}
 		}

@@ -52,6 +52,7 @@ func TestOperator(t *testing.T) {
 	t.Run("LeaderElection", func(t *testing.T) { testLeaderElection(t, bin, templates) })
 	t.Run("Sharding", func(t *testing.T) { testSharding(t, bin, templates) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, bin, templates) })
+	t.Run("MetricsSecureByDefault", func(t *testing.T) { testMetricsSecureByDefault(t, bin, templates) })
 	t.Run("Probes", func(t *testing.T) { testProbes(t, bin, templates) })
 	t.Run("StaticBinary", func(t *testing.T) { testStaticBinary(t, templates) })
 }
@@ -232,6 +233,30 @@ func testMetrics(t *testing.T, bin, templates string) {
 
 func positive(v float64) bool { return v > 0 }
 
+// Bound to every interface, metrics need a token the API server accepts,
+// over HTTPS, unless --metrics-secure=false says otherwise.
+func testMetricsSecureByDefault(t *testing.T, bin, templates string) {
+	ns := namespace(t, "operator-metrics-secure")
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	launchOperator(t, bin, "metrics-secure", ":"+port, "--templates", templates, "--watch-namespace", ns)
+	eventually(t, operatorTimeout, "HTTPS metrics refuse a caller without a token", func() error {
+		status, body, err := getWithToken("https://127.0.0.1:"+port+"/metrics", "")
+		if err != nil {
+			return err
+		}
+		if status != http.StatusUnauthorized {
+			return fmt.Errorf("%d: %.200s", status, body)
+		}
+		return nil
+	})
+	if status, body, err := httpGet("http://127.0.0.1:" + port + "/metrics"); err == nil && status == http.StatusOK {
+		t.Errorf("metrics served over plain HTTP on every interface: %.200s", body)
+	}
+}
+
 func testProbes(t *testing.T, bin, templates string) {
 	ns := namespace(t, "operator-probes")
 	p := startOperator(t, bin, "probes", "--templates", templates, "--watch-namespace", ns)
@@ -254,7 +279,12 @@ func testStaticBinary(t *testing.T, templates string) {
 		t.Fatalf("the Dockerfile no longer builds with %s, so this test no longer checks its binary", script)
 	}
 	bin := filepath.Join(t.TempDir(), "cuerator")
+	const stamped = "v0.0.0-e2e"
+	t.Setenv("VERSION", stamped)
 	goBuild(t, "sh", script, bin)
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), stamped) {
+		t.Errorf("cuerator version of the image's binary: %q (%v), want the stamped %s", out, err, stamped)
+	}
 
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -408,10 +438,21 @@ type operatorProcess struct {
 // /metrics, and stops it when the test ends.
 func startOperator(t testing.TB, bin, name string, args ...string) *operatorProcess {
 	t.Helper()
+	p := launchOperator(t, bin, name, freeAddr(t), args...)
+	// Serving both endpoints, so that a scrape failing later is a failure.
+	p.waitHTTP200(t, "http://"+p.metrics+"/metrics")
+	return p
+}
+
+// launchOperator starts the binary with `run`, its metrics on metricsAddr,
+// its probes on a free loopback port, and args; it waits until the process
+// serves /healthz and stops it when the test ends.
+func launchOperator(t testing.TB, bin, name, metricsAddr string, args ...string) *operatorProcess {
+	t.Helper()
 	p := &operatorProcess{
 		name:    name,
 		logPath: filepath.Join(t.TempDir(), name+".log"),
-		metrics: freeAddr(t),
+		metrics: metricsAddr,
 		probes:  freeAddr(t),
 		exited:  make(chan struct{}),
 	}
@@ -439,9 +480,7 @@ func startOperator(t testing.TB, bin, name string, args ...string) *operatorProc
 		close(p.exited)
 	}()
 	t.Cleanup(func() { p.stop(t) })
-	// Serving both endpoints, so that a scrape failing later is a failure.
 	p.waitHTTP200(t, "http://"+p.probes+"/healthz")
-	p.waitHTTP200(t, "http://"+p.metrics+"/metrics")
 	return p
 }
 

@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
@@ -49,37 +45,33 @@ import (
 const (
 	operatorNamespace = "cuerator-system"
 	operatorAccount   = "system:serviceaccount:" + operatorNamespace + ":cuerator"
-	// The least-privilege operator serves the built-in kinds renamed into
-	// groups of its own (cache.example.com becomes cache.<suffix>), so that
-	// the operator TestMain runs, which reconciles the built-in kinds in
-	// every namespace, never reconciles its CRs.
-	renamedGroupSuffix = "rbac.test.cuerator.dev"
 	// renamedRole grants the renamed kinds what the shipped ClusterRole
 	// grants the built-in ones; the test checks it grants nothing else.
 	renamedRole = "cuerator-rbac-e2e"
 )
 
 func TestDeploy(t *testing.T) {
-	shipped := deployDefault(t)
+	shipped := deployKustomization(t, "../../deploy/default")
 	t.Run("PrometheusMonitorRenders", func(t *testing.T) { testPrometheusMonitor(t, shipped) })
 	t.Run("DeniesWhatItNeedsNot", testDeniedPermissions)
 	t.Run("LeastPrivilege", func(t *testing.T) { testLeastPrivilege(t, shipped) })
 	t.Run("OfflineResourceNamesMatchDiscovery", testOfflineResourceNames)
 }
 
-// deployDefault applies deploy/default as `make deploy` does, checks that
-// the API server has no warning about it (Pod Security would warn about a
-// pod that breaks the namespace's standard) and that the Deployment rolls
-// out, and removes it all when the test ends. It returns the objects.
-func deployDefault(t *testing.T) []*unstructured.Unstructured {
+// deployKustomization applies a kustomization of deploy/ as `make deploy`
+// does, checks that the API server has no warning about it (Pod Security
+// would warn about a pod that breaks the namespace's standard) and that the
+// Deployment rolls out, and removes it all but the CRDs when the test ends.
+// It returns the objects.
+func deployKustomization(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	manifests, warnings := kubectlStreams(t, "", "kustomize", "../../deploy/default")
+	manifests, warnings := kubectlStreams(t, "", "kustomize", dir)
 	if warnings != "" {
-		t.Errorf("kubectl kustomize deploy/default warned:\n%s", warnings)
+		t.Errorf("kubectl kustomize %s warned:\n%s", dir, warnings)
 	}
 	objs, err := render.ReadManifests(strings.NewReader(manifests))
 	if err != nil {
-		t.Fatalf("deploy/default: %v", err)
+		t.Fatalf("%s: %v", dir, err)
 	}
 	var namespaces, removable []*unstructured.Unstructured
 	for _, o := range objs {
@@ -92,7 +84,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 		removable = append(removable, o)
 	}
 	if len(namespaces) != 1 || namespaces[0].GetName() != operatorNamespace {
-		t.Fatalf("deploy/default should create exactly the namespace %s", operatorNamespace)
+		t.Fatalf("%s should create exactly the namespace %s", dir, operatorNamespace)
 	}
 	for _, mode := range []string{"enforce", "audit", "warn"} {
 		if l := namespaces[0].GetLabels()["pod-security.kubernetes.io/"+mode]; l != "restricted" {
@@ -103,7 +95,7 @@ func deployDefault(t *testing.T) []*unstructured.Unstructured {
 		// Waits until the namespace is gone, so that a later test can
 		// create it again.
 		if out, err := kubectlInput(yamlStream(t, removable), "delete", "--ignore-not-found", "--timeout=2m", "-f", "-"); err != nil {
-			t.Errorf("removing deploy/default: %v\n%s", err, out)
+			t.Errorf("removing %s: %v\n%s", dir, err, out)
 		}
 	})
 
@@ -200,9 +192,10 @@ func testDeniedPermissions(t *testing.T) {
 }
 
 func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
-	lib := renamedLibrary(t)
+	renamed := renaming{suffix: "rbac.test.cuerator.dev"}
+	lib := renamed.library(t)
 	installCRDs(t, lib)
-	grantRenamedKinds(t, lib, shipped)
+	renamed.grant(t, shipped, rbac.ManagerClusterRole(lib), renamedRole)
 	ns := namespace(t, "rbac-least-privilege")
 	granted := effectivePermissions(t, ns)
 
@@ -219,9 +212,9 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorAccount}
 	cfg.Wrap(audit.wrap)
 	metricsAddr := freeAddr(t)
-	stop := startOperatorAs(t, cfg, lib, metricsAddr)
+	stop := startOperatorAs(t, cfg, lib, metricsAddr, "")
 
-	crs := applyRenamedSamples(t, lib, ns)
+	crs := renamed.samples(t, lib, ns)
 	for _, cr := range crs {
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
 	}
@@ -243,7 +236,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 	if notes := kubectl(t, "get", "events", "-n", ns, "-o", "jsonpath={.items[*].message}"); strings.Contains(strings.ToLower(notes), "forbidden") {
 		t.Errorf("events in %s mention forbidden: %s", ns, notes)
 	}
-	reasons := permissionReasons{lib: lib, used: audit.used()}
+	reasons := permissionReasons{lib: lib, used: audit.used(), renamed: renamed}
 	for _, p := range sortedPermissions(granted) {
 		if reasons.used.Has(p) {
 			continue
@@ -254,48 +247,6 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 		}
 		t.Errorf("the operator holds %s but never used it, and no reason is known", p)
 	}
-}
-
-// renamedLibrary copies the built-in template module with every kind's group
-// renamed, and loads it.
-func renamedLibrary(t *testing.T) *render.Library {
-	t.Helper()
-	dir := t.TempDir()
-	groupLine := regexp.MustCompile(`(\bgroup:\s*")([a-z0-9.-]+)\.example\.com"`)
-	renamed := 0
-	err := fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(schemas.FS, path)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(path, ".cue") {
-			renamed += len(groupLine.FindAll(b, -1))
-			b = groupLine.ReplaceAll(b, []byte(`${1}${2}.`+renamedGroupSuffix+`"`))
-		}
-		target := filepath.Join(dir, path)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib, err := render.Load(os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if renamed != len(lib.Kinds()) {
-		t.Fatalf("renamed %d groups for %d kinds: a #CRD group no longer reads group: \"<x>.example.com\"", renamed, len(lib.Kinds()))
-	}
-	return lib
-}
-
-func renamedGroup(group string) string {
-	return strings.TrimSuffix(group, "example.com") + renamedGroupSuffix
 }
 
 // installKind writes a template module of one kind (its cue.mod/module.cue,
@@ -336,36 +287,6 @@ func installCRDs(t *testing.T, lib *render.Library) {
 	}
 }
 
-// grantRenamedKinds binds the operator's ServiceAccount to the ClusterRole
-// `cuerator rbac` generates for the renamed kinds, after checking that it is
-// the shipped ClusterRole with the groups renamed and nothing more.
-func grantRenamedKinds(t *testing.T, lib *render.Library, shipped []*unstructured.Unstructured) {
-	t.Helper()
-	var manager rbacv1.ClusterRole
-	for _, o := range shipped {
-		if o.GetKind() == "ClusterRole" && o.GetName() == rbac.ManagerRoleName {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &manager); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	want := permissionsOf(manager.Rules, func(group string) string {
-		if strings.HasSuffix(group, ".example.com") {
-			return renamedGroup(group)
-		}
-		return group
-	})
-	role := rbac.ManagerClusterRole(lib)
-	if got := permissionsOf(role.Rules, nil); !got.Equal(want) {
-		t.Fatalf("the renamed kinds' ClusterRole is not the shipped one renamed:\n extra   %v\n missing %v", sortedPermissions(got.Difference(want)), sortedPermissions(want.Difference(got)))
-	}
-	role.Name = renamedRole
-	applyObjects(t, role, clusterRoleBinding(renamedRole, renamedRole, operatorNamespace, "cuerator"))
-	t.Cleanup(func() {
-		_, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "--ignore-not-found", "clusterrolebinding/"+renamedRole, "clusterrole/"+renamedRole)
-	})
-}
-
 // permission is one thing RBAC allows: a verb on a resource of an API group
 // (with its subresource, e.g. deployments/status), or on a non-resource URL.
 type permission struct {
@@ -385,8 +306,8 @@ func (p permission) String() string {
 	return s
 }
 
-// permissionsOf expands rules into permissions, with every API group passed
-// through rename if it is not nil.
+// permissionsOf expands rules into permissions, with every API group and
+// resource name passed through rename if it is not nil.
 func permissionsOf(rules []rbacv1.PolicyRule, rename func(string) string) sets.Set[permission] {
 	out := sets.New[permission]()
 	for _, r := range rules {
@@ -401,6 +322,9 @@ func permissionsOf(rules []rbacv1.PolicyRule, rename func(string) string) sets.S
 						names = []string{""}
 					}
 					for _, n := range names {
+						if rename != nil && n != "" {
+							n = rename(n)
+						}
 						out.Insert(permission{Group: g, Resource: res, Verb: v, Name: n})
 					}
 				}
@@ -423,7 +347,7 @@ func sortedPermissions(ps sets.Set[permission]) []permission {
 
 // effectivePermissions is what the API server lets the operator do, in ns and
 // in its own namespace, beyond what any ServiceAccount of its namespace may:
-// everything deploy/ (and grantRenamedKinds) bound to it.
+// everything deploy/ (and renaming.grant) bound to it.
 func effectivePermissions(t *testing.T, ns string) sets.Set[permission] {
 	t.Helper()
 	// No such ServiceAccount exists: impersonating it gives the groups
@@ -470,15 +394,34 @@ func rulesReview(t *testing.T, user, namespace string) sets.Set[permission] {
 // permissionReasons says why the operator may hold a permission this test
 // does not make it use.
 type permissionReasons struct {
-	lib  *render.Library
-	used sets.Set[permission]
+	lib     *render.Library
+	used    sets.Set[permission]
+	renamed renaming
 }
 
 func (r permissionReasons) of(p permission) string {
 	switch {
+	case p.Resource == "customresourcedefinitions" && strings.HasSuffix(p.Name, ".example.com"):
+		renamed := p
+		renamed.Name = r.renamed.group(p.Name)
+		if r.used.Has(renamed) || r.of(renamed) != "" {
+			return "the shipped kind's CRD; held as " + renamed.String()
+		}
+	case p.Resource == "customresourcedefinitions" && p.Verb == "get":
+		for used := range r.used {
+			if used.Resource == p.Resource && used.Verb == "get" && used.Name != "" {
+				return "the operator reads the CRDs it installs at start by name (as " + used.String() + "); one of a kind added while it runs is read through its cache (list, watch)"
+			}
+		}
+	case p.Resource == "customresourcedefinitions" && p.Verb == "create":
+		installed := p
+		installed.Verb = "patch"
+		if r.used.Has(installed) {
+			return "the server-side apply that installed the CRD (" + installed.String() + ") is authorized as create too, since the CRD was new"
+		}
 	case strings.HasSuffix(p.Group, ".example.com"):
 		renamed := p
-		renamed.Group = renamedGroup(p.Group)
+		renamed.Group = r.renamed.group(p.Group)
 		if r.used.Has(renamed) {
 			return "the shipped kind's rule, used here as " + renamed.String()
 		}
@@ -561,17 +504,20 @@ func testOfflineResourceNames(t *testing.T) {
 
 // startOperatorAs runs the operator in this process with cfg's identity, as
 // the Deployment runs it: leader election in its namespace, metrics over
-// HTTPS with authentication and authorization.
-func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metricsAddr string) (stop func()) {
+// HTTPS with authentication and authorization; templatesDir, unless empty,
+// is followed as --templates does.
+func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metricsAddr, templatesDir string) (stop func()) {
 	t.Helper()
-	op, err := startInProcess(cfg, lib, controllers.ManagerOptions{
+	opts := controllers.ManagerOptions{
 		Options:            quickReconciles,
 		MetricsBindAddress: metricsAddr,
 		MetricsSecure:      true,
 		LeaderElection:     true,
 		LeaderElectionID:   renamedRole,
 		LeaderElectionNS:   operatorNamespace,
-	})
+	}
+	opts.TemplatesDir = templatesDir
+	op, err := startInProcess(cfg, lib, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,49 +528,6 @@ func startOperatorAs(t *testing.T, cfg *rest.Config, lib *render.Library, metric
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-// applyRenamedSamples applies the samples of examples/, in the renamed
-// groups, to ns, and returns them by kind as kubectl names them
-// (resource.group/name).
-func applyRenamedSamples(t *testing.T, lib *render.Library, ns string) map[string]string {
-	t.Helper()
-	files, err := filepath.Glob("../../examples/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]string{}
-	for _, file := range files {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crs, err := render.ReadManifests(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, cr := range crs {
-			gvk := cr.GroupVersionKind()
-			gvk.Group = renamedGroup(gvk.Group)
-			kind := lib.Kind(gvk)
-			if kind == nil {
-				t.Fatalf("%s: no kind %s", file, gvk)
-			}
-			cr.SetGroupVersionKind(gvk)
-			cr.SetNamespace(ns)
-			b, err := json.Marshal(cr.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kubectlIn(t, string(b), "apply", "-f", "-")
-			names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
-		}
-	}
-	if len(names) != len(lib.Kinds()) {
-		t.Fatalf("examples/ has %d samples for %d kinds", len(names), len(lib.Kinds()))
-	}
-	return names
 }
 
 // scrapeSecureMetrics reads the operator's HTTPS /metrics as a caller bound
@@ -719,6 +622,11 @@ func (a *apiAudit) wrap(next http.RoundTripper) http.RoundTripper {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.seen.Insert(p)
+		if info.Name != "" {
+			// A rule with resourceNames allows this request too.
+			p.Name = info.Name
+			a.seen.Insert(p)
+		}
 		if resp.StatusCode == http.StatusForbidden {
 			a.forbidden = append(a.forbidden, fmt.Sprintf("%s %s", req.Method, req.URL.Path))
 		}

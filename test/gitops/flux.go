@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/ext"
+	"github.com/fluxcd/pkg/apis/kustomize"
+	fluxcel "github.com/fluxcd/pkg/runtime/cel"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -19,22 +18,13 @@ type FluxKustomization struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Spec       struct {
-		Wait             bool                   `json:"wait"`
-		HealthCheckExprs []FluxHealthCheckExprs `json:"healthCheckExprs"`
+		Wait             bool                          `json:"wait"`
+		HealthCheckExprs []kustomize.CustomHealthCheck `json:"healthCheckExprs"`
 	} `json:"spec"`
 }
 
-// FluxHealthCheckExprs is one entry of spec.healthCheckExprs.
-type FluxHealthCheckExprs struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	InProgress string `json:"inProgress"`
-	Failed     string `json:"failed"`
-	Current    string `json:"current"`
-}
-
-// GVK is the kind the expressions apply to.
-func (e FluxHealthCheckExprs) GVK() schema.GroupVersionKind {
+// HealthCheckGVK is the kind a healthCheckExprs entry applies to.
+func HealthCheckGVK(e kustomize.CustomHealthCheck) schema.GroupVersionKind {
 	return schema.FromAPIVersionAndKind(e.APIVersion, e.Kind)
 }
 
@@ -54,72 +44,19 @@ func ReadFluxKustomization(path string) (*FluxKustomization, error) {
 	return &k, nil
 }
 
-// FluxStatus computes the status Flux's CEL status reader gives obj (RFC
-// 0009, fluxcd/pkg/runtime/cel): an observedGeneration that differs from
-// metadata.generation is InProgress; then the first of inProgress, failed
-// and current that is true decides; if none is, InProgress. An expression
-// that cannot be evaluated (a field the object lacks) is an error, which
-// Flux reports as Unknown and keeps waiting.
-func FluxStatus(ctx context.Context, e FluxHealthCheckExprs, obj *unstructured.Unstructured) (status.Status, error) {
-	observed, hasObserved, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
-	generation, hasGeneration, _ := unstructured.NestedInt64(obj.Object, "metadata", "generation")
-	if hasObserved && hasGeneration && observed != generation {
-		return status.InProgressStatus, nil
-	}
-	for _, check := range []struct {
-		expr   string
-		status status.Status
-	}{
-		{e.InProgress, status.InProgressStatus},
-		{e.Failed, status.FailedStatus},
-		{e.Current, status.CurrentStatus},
-	} {
-		if check.expr == "" {
-			continue
-		}
-		ok, err := evalFluxCEL(ctx, check.expr, obj.Object)
-		if err != nil {
-			return status.UnknownStatus, err
-		}
-		if ok {
-			return check.status, nil
-		}
-	}
-	return status.InProgressStatus, nil
-}
-
-// evalFluxCEL evaluates a boolean expression in the environment Flux builds
-// for health checks: parsed, not type-checked, the object's top-level
-// fields as variables.
-func evalFluxCEL(ctx context.Context, expr string, obj map[string]any) (bool, error) {
-	env, err := cel.NewEnv(
-		cel.HomogeneousAggregateLiterals(),
-		cel.EagerlyValidateDeclarations(true),
-		cel.DefaultUTCTimeZone(true),
-		cel.CrossTypeNumericComparisons(true),
-		cel.OptionalTypes(),
-		ext.Strings(),
-		ext.Sets(),
-		ext.Encoders(),
-	)
+// FluxStatus is the status Flux's own CEL evaluator (fluxcd/pkg/runtime,
+// what kustomize-controller runs for healthCheckExprs) gives obj. An
+// expression that cannot be evaluated (a field the object lacks) is an
+// error, which Flux reports as Unknown and keeps waiting.
+func FluxStatus(ctx context.Context, e kustomize.CustomHealthCheck, obj *unstructured.Unstructured) (status.Status, error) {
+	evaluator, err := fluxcel.NewStatusEvaluator(&e.HealthCheckExpressions)
 	if err != nil {
-		return false, err
+		return status.UnknownStatus, fmt.Errorf("healthCheckExprs of %s: %w", HealthCheckGVK(e), err)
 	}
-	ast, issues := env.Parse(expr)
-	if issues != nil && issues.Err() != nil {
-		return false, fmt.Errorf("parse %q: %w", expr, issues.Err())
-	}
-	prog, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(100))
+	res, err := evaluator.Evaluate(ctx, obj)
 	if err != nil {
-		return false, fmt.Errorf("program %q: %w", expr, err)
+		return status.UnknownStatus, err
 	}
-	val, _, err := prog.ContextEval(ctx, obj)
-	if err != nil {
-		return false, fmt.Errorf("evaluate %q: %w", expr, err)
-	}
-	b, ok := val.(types.Bool)
-	if !ok {
-		return false, fmt.Errorf("%q is not a boolean", expr)
-	}
-	return bool(b), nil
+	// Flux's kstatus is a fork of cli-utils' with the same status names.
+	return status.Status(res.Status), nil
 }

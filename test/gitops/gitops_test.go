@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fluxcd/pkg/apis/kustomize"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
@@ -54,7 +55,7 @@ func TestFluxExampleChecksEveryKind(t *testing.T) {
 	}
 	exprs := map[string]bool{}
 	for _, e := range k.Spec.HealthCheckExprs {
-		exprs[e.GVK().String()] = true
+		exprs[HealthCheckGVK(e).String()] = true
 	}
 	for _, kind := range library(t).Kinds() {
 		if !exprs[kind.GVK.String()] {
@@ -137,13 +138,13 @@ func readCR(t *testing.T, path string) *unstructured.Unstructured {
 	return objs[0]
 }
 
-func fluxExprs(t *testing.T, k *FluxKustomization, cr *unstructured.Unstructured) FluxHealthCheckExprs {
+func fluxExprs(t *testing.T, k *FluxKustomization, cr *unstructured.Unstructured) kustomize.CustomHealthCheck {
 	t.Helper()
 	for _, e := range k.Spec.HealthCheckExprs {
-		if e.GVK() == cr.GroupVersionKind() {
+		if HealthCheckGVK(e) == cr.GroupVersionKind() {
 			return e
 		}
 	}
 	t.Fatalf("%s has no healthCheckExprs for %s", fluxKustomization, cr.GroupVersionKind())
-	return FluxHealthCheckExprs{}
+	return kustomize.CustomHealthCheck{}
 }
