@@ -62,11 +62,9 @@ var (
 	// (patch; the API server authorizes the apply that creates it as
 	// create) and reads it until it is Established (get): only the CRDs of
 	// its kinds, by name.
+	// Reads go to the API server, by name (no informer on CRDs, which
+	// would need list and watch of every CRD of the cluster).
 	crdVerbs = []string{"create", "get", "patch"}
-	// A kind added to the templates while the operator runs is read back
-	// through the manager's cache, which starts an informer on CRDs; a list
-	// or watch cannot be narrowed to names.
-	crdCacheVerbs = []string{"list", "watch"}
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
@@ -119,9 +117,8 @@ func LeaderElectionRole(namespace string) *rbacv1.Role {
 
 // CRDInstallerClusterRole is the ClusterRole an operator run with
 // --templates needs to install the CRDs of lib's kinds, and nothing wider:
-// writes and reads by name, and the list and watch of the cache that reads
-// back a kind added while it runs. A kind added to the templates needs this
-// role generated again, as it needs ManagerClusterRole for its children.
+// writes and reads by name. A kind added to the templates needs this role
+// generated again, as it needs ManagerClusterRole for its children.
 func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 	names := make([]string, 0, len(lib.Kinds()))
 	for _, k := range lib.Kinds() {
@@ -134,7 +131,6 @@ func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 		ObjectMeta: metav1.ObjectMeta{Name: CRDInstallerRoleName},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
-			{APIGroups: []string{group}, Resources: []string{resource}, Verbs: crdCacheVerbs},
 		},
 	}
 }

@@ -143,7 +143,6 @@ func TestCRDInstallerClusterRole(t *testing.T) {
 	crds := []string{"apiextensions.k8s.io"}
 	want := []rbacv1.PolicyRule{
 		{APIGroups: crds, Resources: []string{"customresourcedefinitions"}, ResourceNames: []string{"forests.forests.example.com", "treez.trees.example.com"}, Verbs: []string{"create", "get", "patch"}},
-		{APIGroups: crds, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"list", "watch"}},
 	}
 	if role.Name != rbac.CRDInstallerRoleName || !reflect.DeepEqual(role.Rules, want) {
 		t.Errorf("ClusterRole %s rules:\n got %+v\nwant %+v", role.Name, role.Rules, want)

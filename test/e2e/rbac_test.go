@@ -410,7 +410,7 @@ func (r permissionReasons) of(p permission) string {
 	case p.Resource == "customresourcedefinitions" && p.Verb == "get":
 		for used := range r.used {
 			if used.Resource == p.Resource && used.Verb == "get" && used.Name != "" {
-				return "the operator reads the CRDs it installs at start by name (as " + used.String() + "); one of a kind added while it runs is read through its cache (list, watch)"
+				return "the operator reads the CRDs it installs by name (as " + used.String() + ")"
 			}
 		}
 	case p.Resource == "customresourcedefinitions" && p.Verb == "create":
