@@ -1,11 +1,15 @@
 package child
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FieldManager is the server-side apply field manager of every write.
@@ -18,7 +22,36 @@ const (
 	LabelOwnerName = "cuerator.dev/owner-name"
 	LabelOwnerKind = "cuerator.dev/owner-kind"
 	ManagedByValue = "cuerator"
+	// AnnotationOwnerName holds the CR's whole name on the children of a CR
+	// whose name is too long for a label value.
+	AnnotationOwnerName = "cuerator.dev/owner-name"
 )
+
+// maxLabelValue is the longest label value the API server accepts.
+const maxLabelValue = 63
+
+// NameLabel is the value of LabelOwnerName for a CR named name: the name
+// itself when it fits in a label value (63 characters), else its first 46
+// characters and a hash of the whole, so that the label stays valid and
+// still tells CRs apart. The children of such a CR also carry
+// AnnotationOwnerName.
+func NameLabel(name string) string {
+	if len(name) <= maxLabelValue {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	head := strings.TrimRight(name[:46], "-.")
+	return head + "-" + hex.EncodeToString(sum[:8])
+}
+
+// KindLabelError says why the kind's children could not carry gvk's owner
+// kind label, or returns nil when they can.
+func KindLabelError(gvk schema.GroupVersionKind) error {
+	if msgs := validation.IsValidLabelValue(KindLabel(gvk)); len(msgs) > 0 {
+		return fmt.Errorf("kind and group %q make the owner label of every child, which must be a label value: %s", KindLabel(gvk), strings.Join(msgs, "; "))
+	}
+	return nil
+}
 
 // Owner identifies the CR a child belongs to.
 type Owner struct {
@@ -48,16 +81,25 @@ func KindLabel(gvk schema.GroupVersionKind) string {
 func (o Owner) Labels() map[string]string {
 	return map[string]string{
 		LabelManagedBy: ManagedByValue,
-		LabelOwnerName: o.Name,
+		LabelOwnerName: NameLabel(o.Name),
 		LabelOwnerKind: KindLabel(o.GVK),
 	}
 }
+
+// IndexKey is the key of the owner's children in a cache index by owner.
+func (o Owner) IndexKey() string { return KindLabel(o.GVK) + "/" + NameLabel(o.Name) }
 
 // HasOwnerLabels reports whether obj carries this owner's labels in the
 // owner's namespace. Labels alone name an owner; they do not prove one.
 func (o Owner) HasOwnerLabels(obj metav1.Object) bool {
 	l := obj.GetLabels()
-	return l[LabelOwnerKind] == KindLabel(o.GVK) && l[LabelOwnerName] == o.Name && obj.GetNamespace() == o.Namespace
+	if l[LabelOwnerKind] != KindLabel(o.GVK) || l[LabelOwnerName] != NameLabel(o.Name) || obj.GetNamespace() != o.Namespace {
+		return false
+	}
+	// A hashed name label could in theory be another name's: the
+	// annotation holds the whole name.
+	full, ok := obj.GetAnnotations()[AnnotationOwnerName]
+	return !ok || full == o.Name
 }
 
 // Reference is the controller ownerReference a child of this owner carries
@@ -85,7 +127,11 @@ func OwnerNamed(obj metav1.Object, gvk schema.GroupVersionKind, namespaced bool)
 	if !namespaced {
 		ns = ""
 	}
-	return types.NamespacedName{Namespace: ns, Name: l[LabelOwnerName]}, true
+	name := l[LabelOwnerName]
+	if full, ok := obj.GetAnnotations()[AnnotationOwnerName]; ok {
+		name = full
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, true
 }
 
 // Describe names obj in messages, events and the inventory's readers:
@@ -116,6 +162,14 @@ func Stamp(obj interface {
 		labels[k] = v
 	}
 	obj.SetLabels(labels)
+	if NameLabel(owner.Name) != owner.Name {
+		annotations := obj.GetAnnotations()
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[AnnotationOwnerName] = owner.Name
+		obj.SetAnnotations(annotations)
+	}
 	if owner.UID != "" && PolicyOf(obj, obj.GroupVersionKind().GroupKind()) == PruneDelete {
 		obj.SetOwnerReferences([]metav1.OwnerReference{owner.Reference()})
 	}
@@ -129,5 +183,9 @@ func Unstamp(obj metav1.Object) {
 	delete(labels, LabelOwnerName)
 	delete(labels, LabelOwnerKind)
 	obj.SetLabels(labels)
+	if annotations := obj.GetAnnotations(); annotations != nil {
+		delete(annotations, AnnotationOwnerName)
+		obj.SetAnnotations(annotations)
+	}
 	obj.SetOwnerReferences(nil)
 }

@@ -34,6 +34,8 @@ type Kind struct {
 	// keepsDigests is set when #Status lets inventory entries hold the
 	// digests of what was applied (it embeds common.#Status, or is open).
 	keepsDigests bool
+	// keepsReconciler is set when #Status can name the process that wrote it.
+	keepsReconciler bool
 }
 
 // PrinterColumn is an additional printer column of the CRD.
@@ -73,6 +75,9 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 			return nil, fmt.Errorf("api package: #CRD.%s must be set", field)
 		}
 	}
+	if err := child.KindLabelError(schema.GroupVersionKind{Group: info.Group, Kind: info.Kind}); err != nil {
+		return nil, fmt.Errorf("api package: #CRD: %w", err)
+	}
 	if info.Scope != "Namespaced" && info.Scope != "Cluster" {
 		return nil, fmt.Errorf("api package: #CRD.scope must be Namespaced or Cluster, not %q", info.Scope)
 	}
@@ -92,18 +97,19 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		return nil, fmt.Errorf("template package: childKinds (a list of {apiVersion, kind}): %w", Diagnose(err))
 	}
 	k := &Kind{
-		Dir:            dir,
-		GVK:            schema.GroupVersionKind{Group: info.Group, Version: info.Version, Kind: info.Kind},
-		Plural:         info.Plural,
-		Singular:       info.Singular,
-		Namespaced:     info.Scope == "Namespaced",
-		ShortNames:     info.ShortNames,
-		Categories:     info.Categories,
-		PrinterColumns: info.PrinterColumns,
-		API:            api,
-		template:       tmpl,
-		usesRandom:     tmpl.LookupPath(cue.ParsePath("random")).Exists(),
-		keepsDigests:   acceptsStatus(api, map[string]any{"inventory": []any{map[string]any{"id": "ns_n__ConfigMap", "v": "v1", "d": "0", "m": "0"}}}),
+		Dir:             dir,
+		GVK:             schema.GroupVersionKind{Group: info.Group, Version: info.Version, Kind: info.Kind},
+		Plural:          info.Plural,
+		Singular:        info.Singular,
+		Namespaced:      info.Scope == "Namespaced",
+		ShortNames:      info.ShortNames,
+		Categories:      info.Categories,
+		PrinterColumns:  info.PrinterColumns,
+		API:             api,
+		template:        tmpl,
+		usesRandom:      tmpl.LookupPath(cue.ParsePath("random")).Exists(),
+		keepsDigests:    acceptsStatus(api, map[string]any{"inventory": []any{map[string]any{"id": "ns_n__ConfigMap", "v": "v1", "d": "0", "m": "0"}}}),
+		keepsReconciler: acceptsStatus(api, map[string]any{"reconciler": map[string]any{"id": "host-0", "templates": "0"}}),
 	}
 	for _, c := range children {
 		gv, err := schema.ParseGroupVersion(c.APIVersion)
@@ -120,6 +126,10 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 // unchanged without a request. A #Status with an inventory shape of its own
 // cannot: the API server would refuse the status.
 func (k *Kind) KeepsDigests() bool { return k.keepsDigests }
+
+// KeepsReconciler reports whether the kind's status can name the operator
+// process that wrote it, by which two processes on one CR find each other.
+func (k *Kind) KeepsReconciler() bool { return k.keepsReconciler }
 
 // acceptsStatus reports whether st is a valid #Status of api.
 func acceptsStatus(api cue.Value, st map[string]any) bool {
