@@ -59,13 +59,21 @@ type Request struct {
 	Objects []*unstructured.Unstructured
 	// Previous is the inventory recorded in the CR's status.
 	Previous child.Inventory
-	// ChildKinds are the kinds the template may produce. Children of those
+	// Declared are the kinds the template may produce: an inventory entry
+	// of another kind, or in another namespace than a namespaced owner's,
+	// names nothing the owner may have made, and is never pruned.
+	Declared []schema.GroupVersionKind
+	// ChildKinds are the declared kinds that are watched. Children of those
 	// kinds that carry the owner's labels but that no inventory names (an
 	// operator stopped between creating them and recording them) are found
 	// through the cache and pruned like recorded ones.
 	ChildKinds []schema.GroupVersionKind
 	// ReportDrift leaves outside changes in place and only reports them.
 	ReportDrift bool
+	// NoPrune keeps stale children, and their inventory entries, as they
+	// are: while another operator process reconciles the CR too, what this
+	// one does not render may be that one's.
+	NoPrune bool
 }
 
 // Action is a write to a child, in the vocabulary the operator's events and
@@ -114,6 +122,9 @@ type Result struct {
 	// Inventory is what the CR owns now, with each child's digests, to
 	// record in its status.
 	Inventory child.Inventory
+	// Orphans is set when a child's policy is Orphan (the template's, or a
+	// user's on the live child): deleting the CR must release it.
+	Orphans bool
 }
 
 // Err joins the failures.
@@ -123,6 +134,19 @@ func (r *Result) Err() error {
 		errs[i] = f
 	}
 	return errors.Join(errs...)
+}
+
+// Permanent reports whether every failure is one a retry cannot fix: the
+// API server refused the child as invalid (a bad field, an immutable one),
+// and will refuse it again until the CR or the template changes.
+func (r *Result) Permanent() bool {
+	for _, f := range r.Failed {
+		var missing *MissingError
+		if !apierrors.IsInvalid(f) && !errors.As(f, &missing) {
+			return false
+		}
+	}
+	return len(r.Failed) > 0
 }
 
 // Forget drops what the Applier remembers of a deleted CR's children.

@@ -27,6 +27,7 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 	for _, out := range a.applyStaged(ctx, req) {
 		res.Changes = append(res.Changes, out.res.Changes...)
 		res.Drifts = append(res.Drifts, out.res.Drifts...)
+		res.Orphans = res.Orphans || out.res.Orphans
 		switch {
 		case out.err != nil:
 			res.Failed = append(res.Failed, &ChildError{Object: child.Describe(out.obj), Err: out.err})
@@ -43,8 +44,8 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 	if err != nil {
 		res.Failed = append(res.Failed, &ChildError{Object: child.Describe(ownerObject(req.Owner)), Err: err})
 	}
-	stale := req.Previous.Union(found).Without(current).Without(notOurs)
-	if len(res.Failed) > 0 || len(res.Conflicts) > 0 {
+	stale := mayHaveMade(req, req.Previous.Union(found).Without(current).Without(notOurs))
+	if len(res.Failed) > 0 || len(res.Conflicts) > 0 || req.NoPrune {
 		// Keep what cannot be pruned safely now for a later pass.
 		res.Inventory = append(current, stale...)
 		res.Inventory.Sort()
@@ -113,13 +114,15 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		return entry, nil, err
 	}
 	if live == nil {
+		res.Orphans = child.PolicyOf(obj, obj.GroupVersionKind().GroupKind()) == child.PruneOrphan
 		if child.CreateOnly(obj) {
 			return a.createOnce(ctx, req, obj, res)
 		}
-		stored, err := a.createAbsent(ctx, obj)
+		created := ownedUntilRecorded(obj, req.Owner)
+		stored, err := a.createAbsent(ctx, created)
 		if err == nil {
 			res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
-			return a.remember(req.Owner, entry, obj, stored)
+			return a.remember(req.Owner, entry, created, stored)
 		}
 		if !apierrors.IsConflict(err) {
 			return entry, nil, err
@@ -136,11 +139,20 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	}
 
 	obj = Desired(obj, live)
+	gk := obj.GroupVersionKind().GroupKind()
+	res.Orphans = child.PolicyOf(obj, gk) == child.PruneOrphan || child.PolicyOf(live, gk) == child.PruneOrphan
 	switch Decide(obj, live, req.Owner) {
 	case StepRefuse:
 		return entry, &Conflict{Object: child.Describe(obj), Owner: a.describeOwner(ctx, live)}, nil
 	case StepKeep:
-		return entry, nil, nil // never written again
+		// Never written again, but for the reference it was created with
+		// (ownedUntilRecorded) when its policy keeps it without one.
+		if len(obj.GetOwnerReferences()) == 0 && ownedBy(live, req.Owner) && len(live.GetOwnerReferences()) > 0 {
+			if err := a.dropOwnerReferences(ctx, live); err != nil {
+				return entry, nil, err
+			}
+		}
+		return entry, nil, nil
 	}
 
 	key := keyOf(req.Owner, entry.ID)

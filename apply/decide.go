@@ -4,7 +4,9 @@ import (
 	"sort"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/cuerator/cuerator/child"
 )
@@ -56,6 +58,44 @@ func Desired(desired, live *unstructured.Unstructured) *unstructured.Unstructure
 		return out
 	}
 	return desired
+}
+
+// ownedUntilRecorded is how to create desired: with the owner's controller
+// reference even when its policy keeps it without one (Retain, Orphan), so
+// that a child created for a CR deleted meanwhile goes with it (the garbage
+// collector deletes what names a missing owner). What is remembered is what
+// was created, so the next apply, once the CR's status has recorded the
+// child, takes the reference off.
+func ownedUntilRecorded(desired *unstructured.Unstructured, owner child.Owner) *unstructured.Unstructured {
+	if owner.UID == "" || len(desired.GetOwnerReferences()) > 0 {
+		return desired
+	}
+	out := desired.DeepCopy()
+	out.SetOwnerReferences([]metav1.OwnerReference{owner.Reference()})
+	return out
+}
+
+// mayHaveMade keeps the entries of inv that name something req's owner may
+// have made: a kind its template declares, in its namespace. An inventory
+// is status, which anyone allowed to write status can change; an entry
+// naming anything else is dropped, never acted on.
+func mayHaveMade(req Request, inv child.Inventory) child.Inventory {
+	declared := map[schema.GroupKind]bool{}
+	for _, gvk := range req.Declared {
+		declared[gvk.GroupKind()] = true
+	}
+	var out child.Inventory
+	for _, e := range inv {
+		stub, err := e.Object()
+		if err != nil || !declared[stub.GroupVersionKind().GroupKind()] {
+			continue
+		}
+		if req.Owner.Namespace != "" && stub.GetNamespace() != req.Owner.Namespace {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // PruneStep is what pruning does with a stale child: one that the CR's

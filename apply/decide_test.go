@@ -130,6 +130,8 @@ func TestRecreateSelector(t *testing.T) {
 		{"does not ask", obj("apps/v1", "Deployment", "d"), nil},
 		{"a StatefulSet never is", obj("apps/v1", "StatefulSet", "s", recreate), nil},
 		{"a claim never is", obj("v1", "PersistentVolumeClaim", "p", recreate), nil},
+		{"a Namespace never is", obj("v1", "Namespace", "n", recreate), nil},
+		{"a CRD never is", obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "x.example.com", recreate), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := recreateSelector(tc.obj); !reflect.DeepEqual(got, tc.want) {
@@ -164,5 +166,27 @@ func TestDesiredFollowsThePolicyOnTheLiveChild(t *testing.T) {
 				t.Fatal("Desired changed its input")
 			}
 		})
+	}
+}
+
+// An inventory is status, which anyone who may write status can change:
+// only entries of a declared kind, in the owner's namespace, are acted on.
+func TestMayHaveMade(t *testing.T) {
+	req := Request{Owner: widgetOwner, Declared: []schema.GroupVersionKind{
+		{Group: "apps", Version: "v1", Kind: "Deployment"}, {Version: "v1", Kind: "ConfigMap"},
+	}}
+	inv := child.Inventory{
+		{ID: "ns_w_apps_Deployment", Version: "v1"},
+		{ID: "ns_w_apps_Deployment", Version: "v1beta1"}, // another version of a declared kind
+		{ID: "ns_c__ConfigMap", Version: "v1"},
+		{ID: "other_c__ConfigMap", Version: "v1"},      // another namespace
+		{ID: "ns_s__Secret", Version: "v1"},            // a kind the template does not declare
+		{ID: "_kube-system__Namespace", Version: "v1"}, // cluster-scoped, undeclared
+		{ID: "garbage", Version: "v1"},
+	}
+	got := mayHaveMade(req, inv)
+	want := child.Inventory{inv[0], inv[1], inv[2]}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mayHaveMade = %v, want %v", got, want)
 	}
 }

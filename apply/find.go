@@ -34,7 +34,7 @@ func IndexOwner(ctx context.Context, indexer client.FieldIndexer, gvk schema.Gro
 // without recording it. It reads the cache only.
 func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, error) {
 	var found child.Inventory
-	key := child.KindLabel(req.Owner.GVK) + "/" + req.Owner.Name
+	key := req.Owner.IndexKey()
 	for _, gvk := range req.ChildKinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))

@@ -2,12 +2,14 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cuerator/cuerator/child"
@@ -40,10 +42,19 @@ func (a *Applier) pruneOne(ctx context.Context, req Request, stub *unstructured.
 		return nil // not even read: nothing would be done to it
 	}
 	live, err := a.cached(ctx, stub)
-	// A kind the cluster does not serve has no objects: a child recorded
-	// before an apply that failed for that reason was never created.
 	if meta.IsNoMatchError(err) {
-		return nil
+		// The version the inventory recorded may be served no more while the
+		// kind still is: look the kind up again, at whatever version it is
+		// served, rather than leave the child for ever.
+		mapping, merr := a.children.RESTMapper().RESTMapping(stub.GroupVersionKind().GroupKind())
+		if merr != nil {
+			// A kind the cluster does not serve has no objects: a child
+			// recorded before an apply that failed for that reason was
+			// never created.
+			return nil
+		}
+		stub.SetGroupVersionKind(mapping.GroupVersionKind)
+		live, err = a.cached(ctx, stub)
 	}
 	if err != nil {
 		return err
@@ -93,4 +104,34 @@ func (a *Applier) release(ctx context.Context, live *unstructured.Unstructured) 
 	patch := client.MergeFrom(live.DeepCopy())
 	child.Unstamp(live)
 	return a.children.Patch(ctx, live, patch)
+}
+
+// Release takes the owner's labels and reference off every child of its
+// with policy Orphan (the template's or a user's on the live child), before
+// the owner goes: such a child outlives its CR unclaimed. It reads the API
+// server before each write.
+func (a *Applier) Release(ctx context.Context, owner child.Owner, kinds []schema.GroupVersionKind) error {
+	found, err := a.labelled(ctx, Request{Owner: owner, ChildKinds: kinds})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, entry := range found {
+		stub, err := entry.Object()
+		if err != nil {
+			continue
+		}
+		live, err := a.fresh(ctx, stub)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if live == nil || !ownedBy(live, owner) || child.PolicyOf(live, live.GroupVersionKind().GroupKind()) != child.PruneOrphan {
+			continue
+		}
+		if err := a.release(ctx, live); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", child.Describe(live), err))
+		}
+	}
+	return errors.Join(errs...)
 }

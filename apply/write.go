@@ -81,7 +81,10 @@ func (a *Applier) applyPatch(ctx context.Context, obj *unstructured.Unstructured
 // exists, the adoption guard decides on it as on any other child.
 func (a *Applier) createOnce(ctx context.Context, req Request, obj *unstructured.Unstructured, res *Result) (child.InventoryEntry, *Conflict, error) {
 	entry := child.EntryOf(obj)
-	err := a.children.Create(ctx, obj.DeepCopy(), client.FieldOwner(child.FieldManager))
+	if err := a.checkNotNeeded(ctx, req.Owner, obj); err != nil {
+		return entry, nil, err
+	}
+	err := a.children.Create(ctx, ownedUntilRecorded(obj, req.Owner).DeepCopy(), client.FieldOwner(child.FieldManager))
 	if err == nil {
 		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
 		return entry, nil, nil
@@ -106,6 +109,35 @@ func (a *Applier) createOnce(ctx context.Context, req Request, obj *unstructured
 	return entry, nil, nil
 }
 
+// MissingError is a create-only child that is gone while an object made
+// with its first value still exists: creating it anew would lock that
+// object's data out (a database volume and a new password). Nothing but a
+// person can fix it.
+type MissingError struct {
+	Child, NeededBy string
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("%s is missing, and %s holds data made with it: a new one would lock that data out. Restore %s as it was (from a backup of it), or delete %s to start afresh", e.Child, e.NeededBy, e.Child, e.NeededBy)
+}
+
+// checkNotNeeded refuses to create obj anew while the object its
+// AnnotationNeededBy names exists.
+func (a *Applier) checkNotNeeded(ctx context.Context, owner child.Owner, obj *unstructured.Unstructured) error {
+	stub, err := child.NeededBy(obj, obj.GetNamespace())
+	if err != nil || stub == nil {
+		return err
+	}
+	dependent, err := a.fresh(ctx, stub)
+	if err != nil {
+		return err
+	}
+	if dependent != nil {
+		return &MissingError{Child: child.Describe(obj), NeededBy: child.Describe(dependent)}
+	}
+	return nil
+}
+
 // claim applies the owner's labels and reference alone to an object handed
 // over to a CR, so that it is cached and found as the CR's from then on.
 func (a *Applier) claim(ctx context.Context, owner child.Owner, obj *unstructured.Unstructured) error {
@@ -116,6 +148,15 @@ func (a *Applier) claim(ctx context.Context, owner child.Owner, obj *unstructure
 	marks.SetLabels(owner.Labels())
 	marks.SetOwnerReferences(obj.GetOwnerReferences())
 	return a.applyPatch(ctx, marks)
+}
+
+// dropOwnerReferences takes the references off live, a create-only child
+// created owned until its CR recorded it. A create-only child is never
+// applied, so a merge patch does it.
+func (a *Applier) dropOwnerReferences(ctx context.Context, live *unstructured.Unstructured) error {
+	patch := client.MergeFrom(live.DeepCopy())
+	live.SetOwnerReferences(nil)
+	return a.children.Patch(ctx, live, patch, client.FieldOwner(child.FieldManager))
 }
 
 // drift reads the drifted child from the API server (the cache keeps no

@@ -1,7 +1,11 @@
 package child
 
 import (
+	"fmt"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -21,7 +25,17 @@ const (
 	// AnnotationDrift on a CR: "report" leaves outside changes in place and
 	// reports them; the default, "correct", undoes them.
 	AnnotationDrift = "cuerator.dev/drift"
+	// AnnotationNeededBy "<apiVersion>/<Kind>/<name>" on a create-only child
+	// names an object in the CR's namespace that holds data made with the
+	// child's first value (the volume a database was initialised with its
+	// password): while that object exists, the child is never created anew.
+	AnnotationNeededBy = "cuerator.dev/needed-by"
 )
+
+// FinalizerRelease is on a CR that has a child with policy Orphan: when the
+// CR is deleted, the operator takes its labels off such children first, so
+// that they outlive it unclaimed.
+const FinalizerRelease = "cuerator.dev/release-orphans"
 
 // Values of the annotations above.
 const (
@@ -57,10 +71,13 @@ var neverDeleted = map[schema.GroupKind]bool{
 }
 
 // neverRecreated are the kinds never deleted to change an immutable field,
-// whatever the annotation says: their data would be lost.
+// whatever the annotation says: their data would be lost (a claim's volume,
+// a StatefulSet's claims), or everything in them (a Namespace, a CRD).
 var neverRecreated = map[schema.GroupKind]bool{
-	{Kind: "PersistentVolumeClaim"}:      true,
-	{Group: "apps", Kind: "StatefulSet"}: true,
+	{Kind: "PersistentVolumeClaim"}:                                   true,
+	{Group: "apps", Kind: "StatefulSet"}:                              true,
+	{Kind: "Namespace"}:                                               true,
+	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}: true,
 }
 
 // PolicyOf reads the prune policy of obj (a rendered child or a live one)
@@ -97,4 +114,27 @@ func AdoptionAllowed(obj metav1.Object) bool {
 // touches an immutable field.
 func RecreateAllowed(obj metav1.Object) bool {
 	return obj.GetAnnotations()[AnnotationRecreate] == "true"
+}
+
+// NeededBy returns a stub of the object obj's AnnotationNeededBy names, in
+// namespace, or nil when it names none.
+func NeededBy(obj metav1.Object, namespace string) (*unstructured.Unstructured, error) {
+	ref, ok := obj.GetAnnotations()[AnnotationNeededBy]
+	if !ok {
+		return nil, nil
+	}
+	parts := strings.Split(ref, "/")
+	if len(parts) < 3 || len(parts) > 4 {
+		return nil, fmt.Errorf("annotation %s: %q is not <apiVersion>/<Kind>/<name>", AnnotationNeededBy, ref)
+	}
+	n := len(parts)
+	gv, err := schema.ParseGroupVersion(strings.Join(parts[:n-2], "/"))
+	if err != nil || parts[n-2] == "" || parts[n-1] == "" {
+		return nil, fmt.Errorf("annotation %s: %q is not <apiVersion>/<Kind>/<name>", AnnotationNeededBy, ref)
+	}
+	stub := &unstructured.Unstructured{}
+	stub.SetGroupVersionKind(gv.WithKind(parts[n-2]))
+	stub.SetNamespace(namespace)
+	stub.SetName(parts[n-1])
+	return stub, nil
 }
