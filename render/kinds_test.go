@@ -304,7 +304,18 @@ func TestRenderDatabaseSample(t *testing.T) {
 	if pw, _ := at(t, secret, "stringData.password").(string); len(pw) < 20 {
 		t.Errorf("password %q: want at least 20 random characters", pw)
 	}
-	wantOwnedBy(t, secret, cr)
+	// The credentials live as long as the data they open: kept when the CR
+	// goes, like the StatefulSet's claims, and never drawn anew while the
+	// data claim exists.
+	if refs := secret.GetOwnerReferences(); len(refs) != 0 {
+		t.Errorf("Secret my-db-credentials: ownerReferences %v: the garbage collector would delete it with its CR while its data stays", refs)
+	}
+	if p := secret.GetAnnotations()["cuerator.dev/prune"]; p != "Retain" {
+		t.Errorf("Secret annotation cuerator.dev/prune = %q, want Retain", p)
+	}
+	if n := secret.GetAnnotations()["cuerator.dev/needed-by"]; n != "v1/PersistentVolumeClaim/data-my-db-0" {
+		t.Errorf("Secret annotation cuerator.dev/needed-by = %q, want the StatefulSet's data claim", n)
+	}
 
 	sts := c["statefulset"]
 	wantAt(t, sts, "metadata.name", "my-db")
