@@ -11,6 +11,9 @@ const (
 	// ConditionTemplatesLoaded is False while the newest template change
 	// failed to load and the last good one is in use.
 	ConditionTemplatesLoaded = "TemplatesLoaded"
+	// ConditionContested is True while another operator process writes the
+	// CR's status too; neither prunes meanwhile.
+	ConditionContested = "Contested"
 )
 
 // Reasons of conditions, and of the warning events that report the same thing.
@@ -43,6 +46,8 @@ const (
 	ReasonDriftReported = "DriftReported"
 	// ReasonDrifted (events): a child was changed by someone else.
 	ReasonDrifted = "Drifted"
+	// ReasonContested: another operator process reconciles the CR too.
+	ReasonContested = "Contested"
 )
 
 // ReasonChildrenChanged (events): what a reconcile created, configured,

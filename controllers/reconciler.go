@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -45,9 +46,14 @@ type Reconciler struct {
 	// looks again: the adopt annotation goes on an object that sends this
 	// CR no event.
 	ConflictRetry time.Duration
+	// Identity names this process in the statuses it writes.
+	Identity string
 
 	settled settledCRs
 	written statusWrites
+	// contests are the CRs another process writes too, as far as this one
+	// knows.
+	contests contests
 }
 
 // statusWriteTimeout bounds the status write that ends every reconcile.
@@ -61,10 +67,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	defer cancel()
 
 	kind, loadErr := r.Templates.kind(r.GVK)
-	if kind == nil {
-		// Removed from the templates: its children stay as they are.
-		return ctrl.Result{}, nil
-	}
 	cr := &unstructured.Unstructured{}
 	cr.SetGroupVersionKind(r.GVK)
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
@@ -72,13 +74,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			r.Applier.Forget(req.NamespacedName)
 			r.settled.drop(req.NamespacedName)
 			r.written.forget(req.NamespacedName)
+			r.contests.forget(req.NamespacedName)
 			forgetChildren(r.GVK, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !cr.GetDeletionTimestamp().IsZero() {
-		// Children carry an ownerReference: the garbage collector removes them.
+	if kind == nil {
+		// Removed from the templates: its children stay as they are, and a
+		// CR being deleted is not held back by a finalizer of ours.
+		if !cr.GetDeletionTimestamp().IsZero() {
+			return ctrl.Result{}, r.keepFinalizer(ctx, cr, false)
+		}
 		return ctrl.Result{}, nil
+	}
+	if !cr.GetDeletionTimestamp().IsZero() {
+		// Children carry an ownerReference: the garbage collector removes
+		// them; those with policy Orphan are released first.
+		return ctrl.Result{}, r.finalize(ctx, cr, kind)
 	}
 	if loadErr == nil && r.unchanged(ctx, cr, kind) {
 		return ctrl.Result{}, nil // a resync, or news that changes nothing read
@@ -112,7 +124,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if loadErr != nil {
 		r.warn(cr, ReasonTemplateLoadFailed, actionRender, templatesMessage(loadErr))
 	}
-	return r.reconcile(ctx, cr, kind, st, &seen)
+	c := r.contention(cr, kind, st)
+	st.contest(c, r.Identity, r.Templates.digest())
+	if c.report {
+		r.warn(cr, ReasonContested, actionApply, st.message(ConditionContested))
+	}
+	if c.hold {
+		defer func() {
+			// Look again soon: the other process may have stopped.
+			if result.RequeueAfter == 0 || r.ConflictRetry < result.RequeueAfter {
+				result.RequeueAfter = r.ConflictRetry
+			}
+		}()
+	}
+	if kind.KeepsReconciler() {
+		st.reconciler = &reconcilerID{ID: r.Identity, Templates: r.Templates.digest()}
+		st.claim = c.claim
+	}
+	return r.reconcile(ctx, cr, kind, st, &seen, c.hold)
 }
 
 // reconcile runs the phases: render, apply (and prune), read health,
@@ -122,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 // No status is written before children are created: a child created by an
 // operator stopped before it could record it carries the CR's owner labels,
 // and the next reconcile finds it in the cache of children by those labels.
-func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status, seen *settled) (ctrl.Result, error) {
+func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status, seen *settled, contested bool) (ctrl.Result, error) {
 	rendered, err := r.render(cr, kind)
 	if err != nil {
 		// Retrying cannot fix a spec or template error; a new generation
@@ -140,7 +169,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
-	res := r.apply(ctx, cr, kind, rendered, st)
+	res := r.apply(ctx, cr, kind, rendered, st, contested)
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
 		for i, c := range res.Conflicts {
@@ -150,6 +179,12 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{RequeueAfter: r.ConflictRetry}, nil
 	}
 	if err := res.Err(); err != nil {
+		if res.Permanent() {
+			// Refused as invalid: the same apply fails again until the CR,
+			// the template or the child changes, which reconciles anew.
+			st.stalled(ReasonApplyFailed, err.Error())
+			return ctrl.Result{}, reconcile.TerminalError(err)
+		}
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
@@ -195,16 +230,21 @@ func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*
 
 // apply pushes the children, prunes what the template dropped, and records
 // the outcome in st, events and metrics.
-func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, st *status) *apply.Result {
+func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, st *status, contested bool) *apply.Result {
 	defer observePhase(r.GVK, phaseApply)()
 	previous := st.inventory
 	res := r.Applier.Apply(ctx, apply.Request{
 		Owner:       kind.Owner(cr),
 		Objects:     rendered.Objects,
 		Previous:    previous,
+		Declared:    kind.ChildKinds,
 		ChildKinds:  r.Children.kinds(),
 		ReportDrift: cr.GetAnnotations()[child.AnnotationDrift] == child.DriftReport,
+		NoPrune:     contested,
 	})
+	if err := r.keepFinalizer(ctx, cr, res.Orphans); err != nil {
+		res.Failed = append(res.Failed, &apply.ChildError{Object: child.Describe(cr), Err: err})
+	}
 	st.inventory = res.Inventory
 	if !kind.KeepsDigests() {
 		// The status would be refused; a restart then reads the children.
@@ -214,6 +254,45 @@ func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, k
 	r.record(cr, res, len(previous) == 0)
 	countApply(r.GVK, client.ObjectKeyFromObject(cr), res)
 	return res
+}
+
+// finalize releases the Orphan children of a CR being deleted, then lets
+// it go.
+func (r *Reconciler) finalize(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) error {
+	if !controllerutil.ContainsFinalizer(cr, child.FinalizerRelease) {
+		return nil
+	}
+	if err := r.Applier.Release(ctx, kind.Owner(cr), r.Children.kinds()); err != nil {
+		r.warn(cr, ReasonApplyFailed, actionApply, "releasing the Orphan children: "+err.Error())
+		return err
+	}
+	return r.keepFinalizer(ctx, cr, false)
+}
+
+// keepFinalizer puts FinalizerRelease on cr, or takes it off, as want says,
+// by a server-side apply of that finalizer alone: others' finalizers stay.
+func (r *Reconciler) keepFinalizer(ctx context.Context, cr *unstructured.Unstructured, want bool) error {
+	if controllerutil.ContainsFinalizer(cr, child.FinalizerRelease) == want {
+		return nil
+	}
+	patch := &unstructured.Unstructured{}
+	patch.SetGroupVersionKind(r.GVK)
+	patch.SetNamespace(cr.GetNamespace())
+	patch.SetName(cr.GetName())
+	patch.SetUID(cr.GetUID()) // never a CR of that name created since
+	finalizers := []string{}
+	if want {
+		finalizers = []string{child.FinalizerRelease}
+	}
+	patch.SetFinalizers(finalizers)
+	err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch), client.FieldOwner(child.FieldManager+"-finalizer"), client.ForceOwnership)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finalizer %s: %w", child.FinalizerRelease, err)
+	}
+	return nil
 }
 
 // pastTense of each write, for event notes.
@@ -298,8 +377,10 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 		return "", err
 	}
 	current, _ := cr.Object["status"].(map[string]any)
-	if equality.Semantic.DeepEqual(desired, current) {
-		return cr.GetResourceVersion(), nil // an unchanged status costs no request
+	if !st.claim && equality.Semantic.DeepEqual(withoutReconciler(desired), withoutReconciler(current)) {
+		// An unchanged status costs no request. Who wrote it goes along with
+		// a write that happens anyway: a restarted process rewrites no CR.
+		return cr.GetResourceVersion(), nil
 	}
 	if progressOnly(current, desired) {
 		if wait := r.written.holdFor(client.ObjectKeyFromObject(cr), progressInterval); wait > 0 {
@@ -330,6 +411,20 @@ func gvksOf(objs []*unstructured.Unstructured) []schema.GroupVersionKind {
 		if gvk := o.GroupVersionKind(); !seen[gvk] {
 			seen[gvk] = true
 			out = append(out, gvk)
+		}
+	}
+	return out
+}
+
+// withoutReconciler is st without status.reconciler.
+func withoutReconciler(st map[string]any) map[string]any {
+	if _, ok := st["reconciler"]; !ok {
+		return st
+	}
+	out := make(map[string]any, len(st))
+	for k, v := range st {
+		if k != "reconciler" {
+			out[k] = v
 		}
 	}
 	return out

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -41,12 +43,18 @@ type Options struct {
 	TemplatesDir string
 	// TemplatesPoll is how often TemplatesDir is checked for changes.
 	TemplatesPoll time.Duration
+	// Identity names this process in the statuses it writes; empty means
+	// the host's name and a random suffix.
+	Identity string
 }
 
 // Setup registers one controller per kind of lib with mgr; children are read
 // from the cache of children. Kinds come from the template library; none is
 // coded here.
 func Setup(mgr ctrl.Manager, children cluster.Cluster, lib *render.Library, opts Options) error {
+	if opts.Identity == "" {
+		opts.Identity = processIdentity()
+	}
 	s := &setup{
 		mgr:       mgr,
 		children:  children,
@@ -128,6 +136,7 @@ func (s *setup) addController(kind *render.Kind) error {
 		Recorder:      s.mgr.GetEventRecorder("cuerator"),
 		Timeout:       s.opts.ReconcileTimeout,
 		ConflictRetry: s.opts.ConflictRetry,
+		Identity:      s.opts.Identity,
 	}
 	resync := make(chan event.GenericEvent)
 	cr := &unstructured.Unstructured{}
@@ -136,7 +145,7 @@ func (s *setup) addController(kind *render.Kind) error {
 		Named(strings.ToLower(kind.GVK.Kind+"."+kind.GVK.Group)).
 		// Status writes bump no generation: reconciling on them would loop.
 		// A resync (an update that is no change) reconciles each CR once.
-		For(cr, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, resyncOnly))).
+		For(cr, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, resyncOnly, claimedBy(s.opts.Identity, &r.contests)))).
 		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: s.opts.MaxConcurrentReconciles,
@@ -199,6 +208,32 @@ var resyncOnly = predicate.Funcs{
 	},
 }
 
+// claimedBy passes the updates in which another operator process than me
+// wrote the status, unless a contest on the CR is known already: this one
+// answers (Contested) before the other, seeing nobody, starts pruning, and
+// two contenders do not answer each other's every write.
+func claimedBy(me string, known *contests) predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			before, after := statusWriter(e.ObjectOld), statusWriter(e.ObjectNew)
+			return after != before && after != "" && after != me && !known.known(client.ObjectKeyFromObject(e.ObjectNew))
+		},
+	}
+}
+
+// statusWriter is status.reconciler.id of a CR.
+func statusWriter(obj client.Object) string {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return ""
+	}
+	id, _, _ := unstructured.NestedString(u.Object, "status", "reconciler", "id")
+	return id
+}
+
 // changedOnly drops a child's resync: its CR is resynced on its own.
 var changedOnly = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
@@ -215,4 +250,16 @@ func ownerOf(kind *render.Kind) handler.MapFunc {
 		}
 		return nil
 	}
+}
+
+// processIdentity is the host's name (a pod's) and a random suffix: two
+// processes on one host are two identities.
+func processIdentity() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "cuerator"
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	return host + "-" + hex.EncodeToString(suffix)
 }

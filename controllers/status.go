@@ -3,6 +3,7 @@ package controllers
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -26,6 +27,19 @@ type status struct {
 	inventory  child.Inventory
 	children   []childState
 	projected  map[string]any
+	// reconciler is the process that wrote the status last (as read), and
+	// then the one about to write it.
+	reconciler *reconcilerID
+	// claim writes the status even when only reconciler changed: this
+	// process holds back its prune until its own status stands.
+	claim bool
+}
+
+// reconcilerID is status.reconciler: which operator process, with which
+// templates, wrote the status.
+type reconcilerID struct {
+	ID        string `json:"id"`
+	Templates string `json:"templates"`
 }
 
 // childState is one entry of status.children.
@@ -37,7 +51,7 @@ type childState struct {
 
 // Fields of status that cuerator itself writes; a template's projection
 // cannot set them.
-var reservedStatusFields = map[string]bool{"observedGeneration": true, "conditions": true, "inventory": true, "children": true}
+var reservedStatusFields = map[string]bool{"observedGeneration": true, "conditions": true, "inventory": true, "children": true, "reconciler": true}
 
 func newStatus(cr *unstructured.Unstructured) *status {
 	st := &status{generation: cr.GetGeneration(), projected: map[string]any{}}
@@ -48,6 +62,12 @@ func newStatus(cr *unstructured.Unstructured) *status {
 			st.inventory = child.InventoryFromStatus(cr)
 		case k == "children":
 			st.children = childStatesFrom(v)
+		case k == "reconciler":
+			if m, ok := v.(map[string]any); ok {
+				id, _ := m["id"].(string)
+				templates, _ := m["templates"].(string)
+				st.reconciler = &reconcilerID{ID: id, Templates: templates}
+			}
 		case !reservedStatusFields[k]:
 			st.projected[k] = v
 		}
@@ -99,6 +119,24 @@ func (s *status) templates(loadErr error) {
 
 func templatesMessage(loadErr error) string {
 	return "the last good template stays in use: " + loadErr.Error()
+}
+
+// contest sets Contested while c reports another process on the CR, and
+// removes it otherwise. The message reads the same in both processes, so
+// that neither rewrites the other's.
+func (s *status) contest(c contention, me, templates string) {
+	if !c.report {
+		meta.RemoveStatusCondition(&s.conditions, ConditionContested)
+		return
+	}
+	ids := []string{me, c.other.ID}
+	sort.Strings(ids)
+	which := "the same templates"
+	if c.other.Templates != templates {
+		which = "other templates"
+	}
+	s.set(ConditionContested, metav1.ConditionTrue, ReasonContested, fmt.Sprintf(
+		"operator processes %s and %s both write this status, with %s: two operators reconcile this CR (overlapping shard selectors, a second cuerator run, an upgrade in flight); neither prunes while both do", ids[0], ids[1], which))
 }
 
 // stalled records an error that retrying cannot fix.
@@ -160,6 +198,9 @@ func (s *status) build() (map[string]any, error) {
 	}
 	if s.children != nil {
 		out["children"] = s.children
+	}
+	if s.reconciler != nil {
+		out["reconciler"] = s.reconciler
 	}
 	raw, err := json.Marshal(out)
 	if err != nil {
@@ -230,4 +271,12 @@ func outcome(st map[string]any) map[string]any {
 	}
 	out["conditions"] = conds
 	return out
+}
+
+// message is the message of condition typ, "" when it is not set.
+func (s *status) message(typ string) string {
+	if c := meta.FindStatusCondition(s.conditions, typ); c != nil {
+		return c.Message
+	}
+	return ""
 }

@@ -30,6 +30,13 @@ type templates struct {
 	loadErr error // the newest load's failure; nil when lib is current
 }
 
+// digest identifies the templates in use.
+func (t *templates) digest() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.lib.Digest()
+}
+
 func (t *templates) kind(gvk schema.GroupVersionKind) (*render.Kind, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

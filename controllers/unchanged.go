@@ -136,6 +136,14 @@ func (w *statusWrites) holdFor(key types.NamespacedName, interval time.Duration)
 	return max(0, interval-time.Since(last))
 }
 
+// has reports whether this process wrote key's status.
+func (w *statusWrites) has(key types.NamespacedName) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.last[key]
+	return ok
+}
+
 func (w *statusWrites) forget(key types.NamespacedName) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
