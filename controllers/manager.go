@@ -40,8 +40,6 @@ type ManagerOptions struct {
 	LeaderElection         bool
 	LeaderElectionID       string
 	LeaderElectionNS       string
-	// WatchNamespace restricts every watch to one namespace; empty watches all.
-	WatchNamespace string
 	// WatchLabelSelector, unless nil or empty, restricts the CRs this process
 	// caches and so reconciles: processes with disjoint selectors shard the CRs.
 	WatchLabelSelector labels.Selector

@@ -48,6 +48,10 @@ var (
 		Name: "cuerator_render_errors_total",
 		Help: "Renders that failed on an invalid spec or a template error.",
 	}, []string{"kind"})
+	kindWaiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cuerator_kind_waiting",
+		Help: "1 while a kind of the templates cannot start (its CRD missing or refused, its CRs not listable) and is retried; 0 once it serves.",
+	}, []string{"kind"})
 	adoptionRefusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cuerator_adoption_refused_total",
 		Help: "Children left alone because they exist and belong to someone else.",
@@ -55,7 +59,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilePhaseSeconds, childrenGauge, driftTotal, pruneTotal, renderErrorsTotal, adoptionRefusedTotal)
+	metrics.Registry.MustRegister(reconcilePhaseSeconds, childrenGauge, driftTotal, pruneTotal, renderErrorsTotal, adoptionRefusedTotal, kindWaiting)
 }
 
 func kindLabel(gvk schema.GroupVersionKind) string {

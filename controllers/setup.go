@@ -46,6 +46,11 @@ type Options struct {
 	// Identity names this process in the statuses it writes; empty means
 	// the host's name and a random suffix.
 	Identity string
+	// KindRetry is how often a kind that could not start is tried again
+	// (default 30 s).
+	KindRetry time.Duration
+	// WatchNamespace restricts every watch to one namespace; empty watches all.
+	WatchNamespace string
 }
 
 // Setup registers one controller per kind of lib with mgr; children are read
@@ -73,18 +78,31 @@ func Setup(mgr ctrl.Manager, children cluster.Cluster, lib *render.Library, opts
 			return err
 		}
 	}
-	for _, kind := range lib.Kinds() {
-		if direct != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := installCRD(ctx, direct, kind)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("install CRD of %s: %w", kind.GVK, err)
+	if opts.KindRetry <= 0 {
+		opts.KindRetry = 30 * time.Second
+	}
+	starter := &kindStarter{
+		retry: opts.KindRetry,
+		log:   mgr.GetLogger().WithName("kinds"),
+		start: func(ctx context.Context, kind *render.Kind) error {
+			if direct != nil {
+				if err := installCRD(ctx, direct, kind); err != nil {
+					return fmt.Errorf("install its CRD: %w", err)
+				}
 			}
-		}
-		if err := s.addController(kind); err != nil {
-			return err
-		}
+			if err := servable(ctx, mgr.GetAPIReader(), kind.GVK, opts.WatchNamespace); err != nil {
+				return err
+			}
+			return s.addController(kind)
+		},
+	}
+	for _, kind := range lib.Kinds() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		starter.add(ctx, kind)
+		cancel()
+	}
+	if err := mgr.Add(starter); err != nil {
+		return err
 	}
 	if opts.TemplatesDir == "" {
 		return nil
@@ -99,15 +117,10 @@ func Setup(mgr ctrl.Manager, children cluster.Cluster, lib *render.Library, opts
 		interval:  opts.TemplatesPoll,
 		templates: s.templates,
 		digest:    digest,
-		addKind: func(ctx context.Context, kind *render.Kind) error {
-			if err := installCRD(ctx, direct, kind); err != nil {
-				return err
-			}
-			return s.addController(kind)
-		},
-		resync: func(ctx context.Context) { resyncAll(ctx, mgr.GetClient(), s.resyncs) },
-		log:    log.Info,
-		logErr: log.Error,
+		addKind:   starter.add,
+		resync:    func(ctx context.Context) { resyncAll(ctx, mgr.GetClient(), s.resyncs) },
+		log:       log.Info,
+		logErr:    log.Error,
 	})
 }
 

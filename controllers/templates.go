@@ -50,8 +50,9 @@ type templateWatcher struct {
 	dir       string
 	interval  time.Duration
 	templates *templates
-	// addKind installs a new kind's CRD and starts its controller.
-	addKind func(ctx context.Context, kind *render.Kind) error
+	// addKind installs a new kind's CRD and starts its controller, or
+	// keeps it waiting to be tried again.
+	addKind func(ctx context.Context, kind *render.Kind)
 	// resync makes every CR of every kind reconcile again.
 	resync func(ctx context.Context)
 	digest string
@@ -92,20 +93,21 @@ func (w *templateWatcher) reload(ctx context.Context) {
 		w.resync(ctx) // every CR reports the failure
 		return
 	}
+	// The new library goes in first: a new kind's controller reconciles
+	// with it from its first event.
+	var added []*render.Kind
 	for _, kind := range lib.Kinds() {
 		if old, _ := w.templates.kind(kind.GVK); old == nil {
-			if err := w.addKind(ctx, kind); err != nil {
-				w.logErr(err, "new kind not started; retried on the next change", "kind", kind.GVK.String())
-				w.digest = "" // try again on the next poll
-				continue
-			}
-			w.log("new kind served", "kind", kind.GVK.String())
+			added = append(added, kind)
 		}
 	}
 	w.templates.mu.Lock()
 	w.templates.lib, w.templates.loadErr = lib, nil
 	w.templates.mu.Unlock()
 	w.log("templates reloaded", "digest", lib.Digest())
+	for _, kind := range added {
+		w.addKind(ctx, kind)
+	}
 	w.resync(ctx)
 }
 

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -48,15 +49,16 @@ func (w *childWatches) kinds() []schema.GroupVersionKind {
 	return append([]schema.GroupVersionKind(nil), w.watched...)
 }
 
-// catchUp watches those of gvks that were not served before and are now.
-// It asks the cluster only about kinds a render produced: a kind that is
-// never served costs nothing while no CR uses it.
+// catchUp watches those of gvks that are not watched yet: kinds not served
+// before and served now, and kinds a reloaded template added. It asks the
+// cluster only about kinds a render produced: a kind that is never served
+// costs nothing while no CR uses it.
 func (w *childWatches) catchUp(gvks []schema.GroupVersionKind) error {
 	for _, gvk := range gvks {
 		w.mu.Lock()
-		waiting := w.pending[gvk]
+		watched := slices.Contains(w.watched, gvk)
 		w.mu.Unlock()
-		if !waiting {
+		if watched {
 			continue
 		}
 		if err := w.add(gvk); err != nil && !meta.IsNoMatchError(err) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +45,9 @@ so it takes no -n.`,
 			if err := completeRunOptions(&opts, selector); err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("leader-election-id") {
+				opts.LeaderElectionID = shardLease(opts.WatchNamespace, opts.WatchLabelSelector.String())
+			}
 			if qps <= 0 || burst < 1 {
 				return fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d: both must be positive", qps, burst)
 			}
@@ -71,6 +76,7 @@ so it takes no -n.`,
 	f.DurationVar(&opts.BackoffMin, "backoff-min", time.Second, "first retry delay after a failed reconcile")
 	f.DurationVar(&opts.BackoffMax, "backoff-max", 5*time.Minute, "longest retry delay after repeated failures")
 	f.DurationVar(&opts.ConflictRetry, "conflict-retry", 30*time.Second, "how often a CR blocked by a child it does not own looks again for the adopt annotation")
+	f.DurationVar(&opts.KindRetry, "kind-retry", 30*time.Second, "how often a kind that cannot start (its CRD missing or refused, its CRs not listable) is tried again, while the other kinds serve")
 	f.DurationVar(&opts.SyncPeriod, "sync-period", 10*time.Hour, "how often every CR is reconciled again even when nothing changed")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained (client-side limit)")
 	f.IntVar(&burst, "kube-api-burst", 300, "requests to the API server allowed in a burst above --kube-api-qps")
@@ -78,7 +84,7 @@ so it takes no -n.`,
 	f.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics; unless set, plain HTTP when --metrics-bind-address is a loopback address")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
-	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "cuerator.cuerator.dev", "name of the leader election lease")
+	f.StringVar(&opts.LeaderElectionID, "leader-election-id", defaultLease, "name of the leader election lease (default: "+defaultLease+", or one per shard that --watch-namespace and --watch-label-selector make)")
 	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace; required outside a cluster)")
 	f.StringVar(&opts.WatchNamespace, "watch-namespace", "", "reconcile the CRs of this namespace only (default: all namespaces)")
 	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
@@ -101,6 +107,20 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// defaultLease is the Lease of an operator that reconciles every CR.
+const defaultLease = "cuerator.cuerator.dev"
+
+// shardLease names the Lease of the shard that namespace and selector make,
+// so that the replicas of one shard elect their leader among themselves,
+// not among every shard's: a digest of both, "" and "" giving defaultLease.
+func shardLease(namespace, selector string) string {
+	if namespace == "" && selector == "" {
+		return defaultLease
+	}
+	sum := sha256.Sum256([]byte(namespace + "\x00" + selector))
+	return "cuerator-" + hex.EncodeToString(sum[:6]) + ".cuerator.dev"
 }
 
 // podNamespaceFile is where a pod finds its namespace.

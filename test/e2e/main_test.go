@@ -82,6 +82,7 @@ var quickReconciles = controllers.Options{
 	BackoffMax:              5 * time.Second,
 	ConflictRetry:           time.Second,
 	TemplatesPoll:           300 * time.Millisecond,
+	KindRetry:               time.Second,
 }
 
 // inProcessOperator is an operator running in the test process.
