@@ -51,6 +51,7 @@ func TestOperator(t *testing.T) {
 
 	t.Run("LeaderElection", func(t *testing.T) { testLeaderElection(t, bin, templates) })
 	t.Run("Sharding", func(t *testing.T) { testSharding(t, bin, templates) })
+	t.Run("ShardsWithLeaderElection", func(t *testing.T) { testShardsWithLeaderElection(t, bin, templates) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, bin, templates) })
 	t.Run("MetricsSecureByDefault", func(t *testing.T) { testMetricsSecureByDefault(t, bin, templates) })
 	t.Run("Probes", func(t *testing.T) { testProbes(t, bin, templates) })
@@ -159,6 +160,84 @@ func testSharding(t *testing.T, bin, templates string) {
 	if !shardB.reconciled(t, "unsharded") || shardA.reconciled(t, "unsharded") {
 		t.Errorf("unsharded, now shard=b, reconciled by shard-b: %v, by shard-a: %v",
 			shardB.reconciled(t, "unsharded"), shardA.reconciled(t, "unsharded"))
+	}
+}
+
+// Two shards, each with leader election on and a standby, as the shipped
+// manifest runs them: each shard's replicas elect their leader among
+// themselves (the Lease is named after the shard), both shards reconcile
+// their own CRs, and a killed leader's standby takes over its shard.
+func testShardsWithLeaderElection(t *testing.T, bin, templates string) {
+	ns := namespace(t, "operator-shard-leaders")
+	shard := func(name, selector string) []*operatorProcess {
+		args := []string{"--templates", templates, "--watch-namespace", ns, "--watch-label-selector", selector,
+			"--leader-elect", "--leader-election-namespace", ns}
+		return []*operatorProcess{startOperator(t, bin, name+"-1", args...), startOperator(t, bin, name+"-2", args...)}
+	}
+	a, b := shard("shard-a", "shard=a"), shard("shard-b", "shard=b")
+	var leases []string
+	eventually(t, operatorTimeout, "one Lease per shard", func() error {
+		leases = strings.Fields(kubectl(t, "get", "leases", "-n", ns, "-o", "jsonpath={.items[*].metadata.name}"))
+		if len(leases) != 2 {
+			return fmt.Errorf("leases %v", leases)
+		}
+		return nil
+	})
+	// leaderOf returns a shard's leader, its standby and its Lease.
+	leaderOf := func(replicas []*operatorProcess) (leader, standby *operatorProcess, lease string) {
+		t.Helper()
+		for _, l := range leases {
+			for i, p := range replicas {
+				if p.metric(t, "leader_election_master_status", map[string]string{"name": l}) == 1 {
+					return p, replicas[1-i], l
+				}
+			}
+		}
+		t.Fatalf("%s's shard has no leader", replicas[0].name)
+		return nil, nil, ""
+	}
+	eventually(t, operatorTimeout, "each shard has its leader", func() error {
+		for _, replicas := range [][]*operatorProcess{a, b} {
+			found := false
+			for _, l := range leases {
+				for _, p := range replicas {
+					found = found || p.metric(t, "leader_election_master_status", map[string]string{"name": l}) == 1
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s's shard has no leader", replicas[0].name)
+			}
+		}
+		return nil
+	})
+	leaderA, standbyA, leaseA := leaderOf(a)
+	leaderB, _, leaseB := leaderOf(b)
+	if leaseA == leaseB {
+		t.Fatalf("both shards elect on Lease %s", leaseA)
+	}
+
+	applyNote(t, ns, "in-a", map[string]string{"shard": "a"}, map[string]any{"message": "a"})
+	applyNote(t, ns, "in-b", map[string]string{"shard": "b"}, map[string]any{"message": "b"})
+	waitNoteCondition(t, ns, "in-a", "Ready")
+	waitNoteCondition(t, ns, "in-b", "Ready")
+	if !leaderA.reconciled(t, "in-a") || !leaderB.reconciled(t, "in-b") {
+		t.Errorf("each shard's leader reconciles its CR: %s in-a %v, %s in-b %v", leaderA.name, leaderA.reconciled(t, "in-a"), leaderB.name, leaderB.reconciled(t, "in-b"))
+	}
+
+	leaderA.kill(t)
+	eventually(t, operatorTimeout, standbyA.name+" leads shard a", func() error {
+		if v := standbyA.metric(t, "leader_election_master_status", map[string]string{"name": leaseA}); v != 1 {
+			return fmt.Errorf("leader_election_master_status = %v", v)
+		}
+		return nil
+	})
+	applyNote(t, ns, "in-a-again", map[string]string{"shard": "a"}, map[string]any{"message": "a again"})
+	waitNoteCondition(t, ns, "in-a-again", "Ready")
+	if !standbyA.reconciled(t, "in-a-again") {
+		t.Errorf("%s, shard a's new leader, did not reconcile in-a-again", standbyA.name)
+	}
+	if leaderB.reconciled(t, "in-a-again") {
+		t.Errorf("%s, shard b's leader, reconciled a CR of shard a", leaderB.name)
 	}
 }
 
