@@ -326,7 +326,7 @@ func (r *Reconciler) record(cr *unstructured.Unstructured, res *apply.Result, fi
 	case len(drifts) > 0:
 		r.warn(cr, ReasonDrifted, actionApply, strings.Join(append(drifts, changes...), "; "))
 	case len(changes) > 0 && !(firstApply && onlyCreates):
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, ReasonChildrenChanged, actionApply, "%s", strings.Join(changes, "; "))
+		r.event(cr, corev1.EventTypeNormal, ReasonChildrenChanged, actionApply, strings.Join(changes, "; "))
 	}
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
@@ -341,7 +341,12 @@ func (r *Reconciler) record(cr *unstructured.Unstructured, res *apply.Result, fi
 }
 
 func (r *Reconciler) warn(cr *unstructured.Unstructured, reason, action, note string) {
-	r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, reason, action, "%s", note)
+	r.event(cr, corev1.EventTypeWarning, reason, action, note)
+}
+
+// event records one event, its note cut to what the events API keeps.
+func (r *Reconciler) event(cr *unstructured.Unstructured, typ, reason, action, note string) {
+	r.Recorder.Eventf(cr, nil, typ, reason, action, "%s", cut(note, maxEventNote))
 }
 
 // observe gathers what the template's status projection may use: the live

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -89,8 +90,30 @@ func newStatus(cr *unstructured.Unstructured) *status {
 
 func (s *status) set(typ string, value metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&s.conditions, metav1.Condition{
-		Type: typ, Status: value, Reason: reason, Message: message, ObservedGeneration: s.generation,
+		Type: typ, Status: value, Reason: reason, Message: cut(message, maxConditionMessage), ObservedGeneration: s.generation,
 	})
+}
+
+// Message bounds: the events API refuses a note over 1 KiB (the event is
+// then lost), and a condition message is read in kubectl's and GitOps
+// tools' output, where a few lines say what is wrong.
+const (
+	maxEventNote        = 1024
+	maxConditionMessage = 4096
+)
+
+// cut returns msg whole when it fits in limit bytes, else as much of it as
+// fits with a note saying how much was cut, never splitting a character.
+func cut(msg string, limit int) string {
+	if len(msg) <= limit {
+		return msg
+	}
+	note := fmt.Sprintf(" … [cut: %d of %d bytes shown]", 0, len(msg))
+	keep := limit - len(note) - 4 // room for the shown count's digits
+	for keep > 0 && !utf8.RuneStart(msg[keep]) {
+		keep--
+	}
+	return msg[:keep] + fmt.Sprintf(" … [cut: %d of %d bytes shown]", keep, len(msg))
 }
 
 // drift sets Drifted from the drifts left in place.
@@ -175,7 +198,7 @@ func (s *status) health(children []apply.Health) {
 			return
 		}
 	}
-	s.set(ConditionReady, metav1.ConditionTrue, ReasonSucceeded, fmt.Sprintf("%d children applied and healthy", len(children)))
+	s.set(ConditionReady, metav1.ConditionTrue, ReasonSucceeded, countOf(len(children), "child", "children")+" applied and healthy")
 	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)
 }
 
@@ -279,4 +302,15 @@ func (s *status) message(typ string) string {
 		return c.Message
 	}
 	return ""
+}
+
+// countOf says n things in English: "1 child", "3 children", "no children".
+func countOf(n int, one, many string) string {
+	switch n {
+	case 0:
+		return "no " + many
+	case 1:
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -3,7 +3,9 @@ package controllers
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -68,7 +70,7 @@ func TestStatusOutcomes(t *testing.T) {
 		{"stalled then healthy clears Stalled", func(s *status) {
 			s.stalled(ReasonTemplateError, "x")
 			s.health([]apply.Health{current})
-		}, map[string]string{ConditionReady: "True/Succeeded: 1 children applied and healthy"}},
+		}, map[string]string{ConditionReady: "True/Succeeded: 1 child applied and healthy"}},
 		{"failing then stalled clears Reconciling", func(s *status) {
 			s.failing(ReasonApplyFailed, "x")
 			s.stalled(ReasonAdoptionRefused, "y")
@@ -181,5 +183,26 @@ func TestProgressOnly(t *testing.T) {
 				t.Errorf("progressOnly = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A message too long for its place is cut at a character, and says so.
+func TestCut(t *testing.T) {
+	short := "Deployment/ns/w is InProgress"
+	if got := cut(short, maxEventNote); got != short {
+		t.Errorf("a short message was changed: %q", got)
+	}
+	long := strings.Repeat("ü", 2000) // 4,000 bytes, 2 per character
+	for _, limit := range []int{maxEventNote, maxConditionMessage / 2} {
+		got := cut(long, limit)
+		if len(got) > limit {
+			t.Errorf("limit %d: %d bytes", limit, len(got))
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("limit %d: a character was split", limit)
+		}
+		if !strings.Contains(got, "[cut: ") || !strings.Contains(got, "of 4000 bytes shown]") {
+			t.Errorf("limit %d: the cut is not said: %q", limit, got[len(got)-60:])
+		}
 	}
 }

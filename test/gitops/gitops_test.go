@@ -82,7 +82,7 @@ func TestHealthOfCRs(t *testing.T) {
 		// flux is Unknown when an expression cannot be evaluated yet.
 		flux status.Status
 	}{
-		{"ready.yaml", ArgoCDHealth{"Healthy", "1 children applied and healthy"}, status.CurrentStatus, status.CurrentStatus},
+		{"ready.yaml", ArgoCDHealth{"Healthy", "1 child applied and healthy"}, status.CurrentStatus, status.CurrentStatus},
 		{"reconciling.yaml", ArgoCDHealth{"Progressing", "Deployment/prod/web is InProgress: Available: 0/3"}, status.InProgressStatus, status.InProgressStatus},
 		{"stalled.yaml", ArgoCDHealth{"Degraded", "Service/prod/db exists and is owned by field managers kubectl-create (annotate it cuerator.dev/adopt=true to let this CR adopt it)"}, status.FailedStatus, status.FailedStatus},
 		{"old-generation.yaml", ArgoCDHealth{"Progressing", "waiting for the operator to observe generation 3"}, status.InProgressStatus, status.InProgressStatus},
