@@ -96,9 +96,9 @@ run: build ## Run the operator in the foreground against KUBECONFIG (Ctrl-C stop
 # cases and 100,000 renders for the heap check.
 FUZZTIME ?= 30s
 
-test: cluster-tools cue-tool ## Run every test against a real local cluster, then fuzz the renderer for $(FUZZTIME)
+test: cluster-tools cue-tool ## Run every test, with the race detector, against a real local cluster, then fuzz the renderer for $(FUZZTIME)
 	$(GO) vet ./...
-	$(GO) test ./... -count=1 -timeout 40m
+	$(GO) test -race ./... -count=1 -timeout 60m
 	$(GO) test ./render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
 
 test-long: cluster-tools cue-tool ## make test's suite with the long cases (more faults, 100,000 renders) and 10 minutes of fuzzing

@@ -373,7 +373,11 @@ func TestImmutableFieldChange(t *testing.T) {
 	})
 	applyWidget(t, ns, "w", "  withConfig: false\n  recreate: true\n  track: canary\n")
 	eventually(t, 60*time.Second, "Deployment recreated with the new selector", func() error {
-		got := jsonpath(t, ns, "deployment/w", "{.metadata.uid} {.spec.selector.matchLabels.track}")
+		// Between the delete and the create there is no Deployment.
+		got, err := kubectlOut(testCluster.KubeconfigPath, "get", "deployment/w", "-n", ns, "-o", "jsonpath={.metadata.uid} {.spec.selector.matchLabels.track}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, got)
+		}
 		if strings.HasPrefix(got, uid) || !strings.HasSuffix(got, " canary") {
 			return fmt.Errorf("uid/track %q", got)
 		}
