@@ -27,7 +27,15 @@ type Kind struct {
 	ChildKinds []schema.GroupVersionKind
 
 	// API is the api package: #Spec, #Status and #CRD.
-	API      cue.Value
+	API cue.Value
+	// Versions are the versions the CRD serves (versions.go), highest
+	// priority first as Kubernetes orders them: GVK.Version, the one the
+	// template renders, and those of #Versions.
+	Versions []Version
+	// StorageVersion is the version the API server stores.
+	StorageVersion string
+	conversions    map[conversionKey]cue.Value
+
 	template cue.Value
 	// usesRandom is set when the template reads `random`.
 	usesRandom bool
@@ -49,6 +57,7 @@ type PrinterColumn struct {
 type crdInfo struct {
 	Group          string          `json:"group"`
 	Version        string          `json:"version"`
+	StorageVersion string          `json:"storageVersion"`
 	Kind           string          `json:"kind"`
 	Plural         string          `json:"plural"`
 	Singular       string          `json:"singular"`
@@ -111,6 +120,9 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 			return nil, fmt.Errorf("template package: childKinds: invalid entry %s %s", c.APIVersion, c.Kind)
 		}
 		k.ChildKinds = append(k.ChildKinds, gv.WithKind(c.Kind))
+	}
+	if err := k.loadVersions(info.StorageVersion); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

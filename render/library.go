@@ -37,7 +37,9 @@ type Library struct {
 // Kinds returns the kinds in a stable order (by group, then kind).
 func (l *Library) Kinds() []*Kind { return l.kinds }
 
-// Kind returns the kind served for gvk, or nil.
+// Kind returns the kind that serves gvk, or nil. For a kind of several
+// versions, gvk may name any of them; the kind's GVK is the one its
+// template renders.
 func (l *Library) Kind(gvk schema.GroupVersionKind) *Kind { return l.byGVK[gvk] }
 
 // Digest identifies the template sources; it changes whenever any file does.
@@ -88,10 +90,13 @@ func Load(fsys fs.FS) (*Library, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kind %s: %w", d, err)
 		}
-		if other, dup := lib.byGVK[k.GVK]; dup {
-			return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, k.GVK, other.Dir)
+		for _, v := range k.Versions {
+			gvk := k.GVK.GroupKind().WithVersion(v.Name)
+			if other, dup := lib.byGVK[gvk]; dup {
+				return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, gvk, other.Dir)
+			}
+			lib.byGVK[gvk] = k
 		}
-		lib.byGVK[k.GVK] = k
 		lib.kinds = append(lib.kinds, k)
 	}
 	sort.Slice(lib.kinds, func(i, j int) bool {
