@@ -65,6 +65,12 @@ var (
 	// Reads go to the API server, by name (no informer on CRDs, which
 	// would need list and watch of every CRD of the cluster).
 	crdVerbs = []string{"create", "get", "patch"}
+	// A kind of several versions has its CRs rewritten in the storage
+	// version (an empty merge patch of each CR) and its CRD's
+	// status.storedVersions trimmed (update of the status subresource, by
+	// name), when the operator installs its CRD.
+	migrationCRVerbs     = []string{"patch"}
+	migrationStatusVerbs = []string{"update"}
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
@@ -119,19 +125,35 @@ func LeaderElectionRole(namespace string) *rbacv1.Role {
 // --templates needs to install the CRDs of lib's kinds, and nothing wider:
 // writes and reads by name. A kind added to the templates needs this role
 // generated again, as it needs ManagerClusterRole for its children.
+//
+// For a kind of several versions it also grants the storage migration
+// that follows a change of storage version: patch of its CRs and update of
+// its CRD's status, by name.
 func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 	names := make([]string, 0, len(lib.Kinds()))
+	var migrated []string
+	g := grants{}
 	for _, k := range lib.Kinds() {
 		names = append(names, k.Plural+"."+k.GVK.Group)
+		if k.MultiVersion() {
+			migrated = append(migrated, k.Plural+"."+k.GVK.Group)
+			g.add(k.GVK.Group, k.Plural, migrationCRVerbs...)
+		}
 	}
 	sort.Strings(names)
+	sort.Strings(migrated)
 	const group, resource = "apiextensions.k8s.io", "customresourcedefinitions"
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
+	}
+	if len(migrated) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource + "/status"}, ResourceNames: migrated, Verbs: migrationStatusVerbs})
+		rules = append(rules, g.rules()...)
+	}
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
 		ObjectMeta: metav1.ObjectMeta{Name: CRDInstallerRoleName},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
-		},
+		Rules:      rules,
 	}
 }
 
