@@ -217,6 +217,16 @@ func TestVersionUpgrade(t *testing.T) {
 	if run := runCuerator(t, bin, nil, "--templates", newDir, "migrate"); run.code != 0 || !strings.Contains(run.stdout, crd+": every CR is stored in v1beta1") {
 		t.Errorf("cuerator migrate: exit %d\n%s%s", run.code, run.stdout, run.stderr)
 	}
+	// The breaking-change gate: the new templates break nothing of the
+	// old; a rollback to the old templates would strand v1beta1, which
+	// etcd now holds.
+	if run := runCuerator(t, bin, nil, "check", "--templates", newDir, "--against", oldDir); run.code != 0 || !strings.Contains(run.stdout, "no breaking change from "+oldDir) {
+		t.Errorf("cuerator check --against the old templates: exit %d\n%s%s", run.code, run.stdout, run.stderr)
+	}
+	rollback := runCuerator(t, bin, nil, "check", "--templates", oldDir, "--preflight", "-n", ns)
+	if want := "would fail: Memcached: CRD " + crd + " lists v1beta1 in status.storedVersions, and the templates drop it"; rollback.code != 1 || !strings.Contains(rollback.stdout, want) {
+		t.Errorf("cuerator check --preflight of the old templates: exit %d, want 1 and %q\n%s%s", rollback.code, want, rollback.stdout, rollback.stderr)
+	}
 	operator.mustRun(t)
 }
 
