@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,13 +39,23 @@ import (
 type ConversionOptions struct {
 	// BindAddress is the webhook's host:port (default ":9443").
 	BindAddress string
-	// CertDir, unless empty, holds the serving certificate, tls.crt and
-	// tls.key, as a Secret that cert-manager renews is mounted, and
-	// ca.crt, the CA the API server is given when the operator installs
-	// the CRDs; they are reloaded when they change. Empty: the operator
-	// makes a self-signed certificate at start, for the host of URL or the
-	// DNS names of Service.
+	// The serving certificate comes from one of three places:
+	//
+	// CertDir, a directory of tls.crt and tls.key (and ca.crt, the CA the
+	// CRDs are given when the operator installs them), as a Secret that
+	// cert-manager renews is mounted; they are reloaded when they change.
 	CertDir string
+	// CertSecret, namespace/name, a Secret the operator keeps itself: the
+	// first replica creates it with a CA of its own and a serving
+	// certificate for the DNS names of Service, every replica serves what
+	// it holds, the serving certificate is renewed before it expires (the
+	// CA stays), and the CRDs of the kinds of several versions get the CA
+	// as their caBundle.
+	CertSecret string
+	// With neither, the operator makes a self-signed certificate at start,
+	// for the host of URL (or localhost): for an operator beside the API
+	// server, with --templates.
+	//
 	// URL is where the API server reaches the webhook
 	// (https://127.0.0.1:9443/convert), for the CRDs the operator
 	// installs itself (Options.TemplatesDir).
@@ -53,7 +66,8 @@ type ConversionOptions struct {
 }
 
 // conversionFieldManager owns spec.conversion of the CRDs the operator
-// installs, apart from the rest of the CRD (field manager cuerator): the
+// installs (or, of those it does not, their caBundle), apart from the rest
+// of the CRD (field manager cuerator, or whoever applies deploy/crds): the
 // webhook's address and CA are this process's, not the templates', and an
 // apply of the templates' CRD leaves them as they are.
 const conversionFieldManager = "cuerator-conversion"
@@ -62,15 +76,28 @@ const conversionFieldManager = "cuerator-conversion"
 // the operator makes a new one at every start.
 const selfSignedValidity = 365 * 24 * time.Hour
 
+// certCheckInterval is how often a replica reads the certificate Secret
+// again: to renew the serving certificate in time, and to serve the one
+// another replica renewed.
+const certCheckInterval = time.Hour
+
 // conversion is the operator's conversion webhook, for the kinds of lib
 // that have several versions.
 type conversion struct {
 	kinds  []*render.Kind
 	direct client.Client
-	cfg    *rest.Config
-	// clientConfig is what the CRDs the operator installs point at; nil
-	// when it installs none.
-	clientConfig *apiextensionsv1.WebhookClientConfig
+	// installs is set when the operator installs the CRDs (TemplatesDir):
+	// it then sets their whole spec.conversion, else only the caBundle of
+	// a CertSecret's CA.
+	installs bool
+	// clientConfig is what the CRDs point at: the address when the
+	// operator installs them, and the CA when it knows it.
+	clientConfig apiextensionsv1.WebhookClientConfig
+	// serving is the certificate served, swapped when a CertSecret's is
+	// renewed.
+	serving atomic.Pointer[tls.Certificate]
+	secret  *convert.CertSecret
+	log     logr.Logger
 }
 
 // setupConversion adds the conversion webhook to mgr when a kind of lib
@@ -79,7 +106,7 @@ type conversion struct {
 // applies the templates' CRDs (so an existing CRD gains its new versions
 // with conversions in place), and adds the storage migration.
 func setupConversion(mgr ctrl.Manager, lib *render.Library, opts ManagerOptions) (*conversion, error) {
-	c := &conversion{cfg: mgr.GetConfig()}
+	c := &conversion{installs: opts.TemplatesDir != "", log: mgr.GetLogger().WithName("conversion")}
 	for _, k := range lib.Kinds() {
 		if k.MultiVersion() {
 			c.kinds = append(c.kinds, k)
@@ -97,25 +124,55 @@ func setupConversion(mgr ctrl.Manager, lib *render.Library, opts ManagerOptions)
 	if err != nil || perr != nil {
 		return nil, fmt.Errorf("conversion webhook address %q: want host:port", co.BindAddress)
 	}
-	installs := opts.TemplatesDir != ""
-	var hosts []string
-	if installs {
-		var err error
-		if c.clientConfig, hosts, err = webhookClientConfig(co, c.kinds); err != nil {
-			return nil, err
-		}
+	address, hosts, err := webhookAddress(co)
+	if err != nil {
+		return nil, err
 	}
+	if address == nil && c.installs {
+		return nil, fmt.Errorf("%s: the API server converts between versions through the operator's webhook; give the address it reaches it at (--conversion-webhook-url https://host:port%s, or --conversion-webhook-service namespace/name)",
+			multiVersionNames(c.kinds), crdgen.WebhookPath)
+	}
+	if address != nil {
+		c.clientConfig = *address
+	}
+	if c.direct, err = client.New(mgr.GetConfig(), client.Options{}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
 	wo := webhook.Options{Host: host, Port: port}
-	if co.CertDir != "" {
+	switch {
+	case co.CertDir != "" && co.CertSecret != "":
+		return nil, errors.New("conversion webhook: give its certificate's directory or its Secret, not both")
+	case co.CertDir != "":
 		wo.CertDir = co.CertDir
-		if installs {
+		if c.installs {
 			ca, err := os.ReadFile(filepath.Join(co.CertDir, "ca.crt"))
 			if err != nil {
 				return nil, fmt.Errorf("conversion webhook: the CA for the CRDs' caBundle: %w", err)
 			}
 			c.clientConfig.CABundle = ca
 		}
-	} else {
+	case co.CertSecret != "":
+		ns, name, ok := strings.Cut(co.CertSecret, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("conversion webhook certificate Secret %q: want namespace/name", co.CertSecret)
+		}
+		if co.Service == "" {
+			return nil, errors.New("conversion webhook: a certificate Secret is for the DNS names of its Service: give --conversion-webhook-service namespace/name")
+		}
+		c.secret = &convert.CertSecret{Client: c.direct, Key: types.NamespacedName{Namespace: ns, Name: name}, Hosts: hosts}
+		cert, err := c.secret.Ensure(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.serving.Store(&cert.Serving)
+		c.clientConfig.CABundle = cert.CAPEM
+		if err := mgr.Add(manager.RunnableFunc(c.renew)); err != nil {
+			return nil, err
+		}
+	default:
 		if len(hosts) == 0 {
 			hosts = []string{"localhost", "127.0.0.1"}
 		}
@@ -123,40 +180,67 @@ func setupConversion(mgr ctrl.Manager, lib *render.Library, opts ManagerOptions)
 		if err != nil {
 			return nil, fmt.Errorf("conversion webhook: %w", err)
 		}
+		c.serving.Store(&cert.Serving)
+		c.clientConfig.CABundle = cert.CAPEM
+	}
+	if c.serving.Load() != nil {
 		wo.TLSOpts = []func(*tls.Config){func(cfg *tls.Config) {
-			cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert.Serving, nil }
+			cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.serving.Load(), nil }
 		}}
-		if installs {
-			c.clientConfig.CABundle = cert.CAPEM
-		}
 	}
 	server := webhook.NewServer(wo)
-	server.Register(crdgen.WebhookPath, &convert.Handler{Library: lib, Log: mgr.GetLogger().WithName("conversion")})
+	server.Register(crdgen.WebhookPath, &convert.Handler{Library: lib, Log: c.log})
 	if err := mgr.Add(server); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("conversion-webhook", server.StartedChecker()); err != nil {
 		return nil, err
 	}
-	if !installs {
+	if !c.installs {
+		// deploy/crds point at the Service; the operator gives them the CA
+		// it keeps, when it keeps one.
+		if c.secret != nil {
+			return c, c.pointConversions(ctx, true)
+		}
 		return c, nil
 	}
-
-	if c.direct, err = client.New(mgr.GetConfig(), client.Options{}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if err := c.pointConversions(ctx, true); err != nil {
 		return nil, err
 	}
 	return c, mgr.Add(&storageMigration{cfg: mgr.GetConfig(), kinds: c.kinds, log: mgr.GetLogger().WithName("storage-migration")})
 }
 
+// renew reads the certificate Secret every certCheckInterval, renewing
+// the serving certificate when it is due, and serves what it holds; a new
+// CA (the Secret was deleted) goes into the CRDs.
+func (c *conversion) renew(ctx context.Context) error {
+	ticker := time.NewTicker(certCheckInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		cert, err := c.secret.Ensure(ctx)
+		if err != nil {
+			c.log.Error(err, "webhook certificate not renewed; the current one is still served")
+			continue
+		}
+		c.serving.Store(&cert.Serving)
+		if !bytes.Equal(cert.CAPEM, c.clientConfig.CABundle) {
+			c.clientConfig.CABundle = cert.CAPEM
+			if err := c.pointConversions(ctx, true); err != nil {
+				c.log.Error(err, "the CRDs keep the old CA")
+			}
+		}
+	}
+}
+
 // crdsInstalled points the conversion of CRDs that Setup has just created
 // at the webhook.
 func (c *conversion) crdsInstalled() error {
-	if c.clientConfig == nil {
+	if !c.installs || len(c.kinds) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -165,14 +249,18 @@ func (c *conversion) crdsInstalled() error {
 }
 
 // pointConversions applies spec.conversion of each kind's CRD, as field
-// manager cuerator-conversion; with existingOnly, a CRD not yet created is
-// skipped.
+// manager cuerator-conversion: all of it when the operator installs the
+// CRDs, else the caBundle alone. With existingOnly, a CRD not yet created
+// is skipped.
 func (c *conversion) pointConversions(ctx context.Context, existingOnly bool) error {
 	for _, k := range c.kinds {
 		name := k.Plural + "." + k.GVK.Group
-		conv, err := runtime.DefaultUnstructuredConverter.ToUnstructured(crdgen.Conversion(*c.clientConfig))
+		conv, err := runtime.DefaultUnstructuredConverter.ToUnstructured(crdgen.Conversion(c.clientConfig))
 		if err != nil {
 			return err
+		}
+		if !c.installs {
+			conv = map[string]any{"webhook": map[string]any{"clientConfig": map[string]any{"caBundle": c.clientConfig.CABundle}}}
 		}
 		obj := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": apiextensionsv1.SchemeGroupVersion.String(),
@@ -184,6 +272,9 @@ func (c *conversion) pointConversions(ctx context.Context, existingOnly bool) er
 			live := &unstructured.Unstructured{}
 			live.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 			if err := c.direct.Get(ctx, client.ObjectKey{Name: name}, live); apierrors.IsNotFound(err) {
+				if !c.installs {
+					c.log.Info("no CRD to give the webhook's CA: apply deploy/crds", "crd", name)
+				}
 				continue
 			} else if err != nil {
 				return fmt.Errorf("CRD %s: %w", name, err)
@@ -196,9 +287,10 @@ func (c *conversion) pointConversions(ctx context.Context, existingOnly bool) er
 	return nil
 }
 
-// webhookClientConfig is where the CRDs the operator installs send their
-// conversions, and the hosts a self-signed certificate is for.
-func webhookClientConfig(co ConversionOptions, kinds []*render.Kind) (*apiextensionsv1.WebhookClientConfig, []string, error) {
+// webhookAddress is where the CRDs send their conversions, given as a
+// URL or a Service (nil for neither), and the hosts the serving
+// certificate is for.
+func webhookAddress(co ConversionOptions) (*apiextensionsv1.WebhookClientConfig, []string, error) {
 	switch {
 	case co.URL != "" && co.Service != "":
 		return nil, nil, errors.New("conversion webhook: give its URL or its Service, not both")
@@ -213,28 +305,22 @@ func webhookClientConfig(co ConversionOptions, kinds []*render.Kind) (*apiextens
 		s := u.String()
 		return &apiextensionsv1.WebhookClientConfig{URL: &s}, []string{u.Hostname()}, nil
 	case co.Service != "":
-		ns, name, ok := strings.Cut(co.Service, "/")
-		port := int32(443)
-		if n, p, hasPort := strings.Cut(name, ":"); hasPort {
-			v, err := strconv.ParseInt(p, 10, 32)
-			if err != nil {
-				return nil, nil, fmt.Errorf("conversion webhook Service %q: port %q", co.Service, p)
-			}
-			name, port = n, int32(v)
+		cc, err := crdgen.ServiceWebhook(co.Service)
+		if err != nil {
+			return nil, nil, err
 		}
-		if !ok || ns == "" || name == "" {
-			return nil, nil, fmt.Errorf("conversion webhook Service %q: want namespace/name[:port]", co.Service)
-		}
-		path := crdgen.WebhookPath
-		return &apiextensionsv1.WebhookClientConfig{Service: &apiextensionsv1.ServiceReference{Namespace: ns, Name: name, Path: &path, Port: &port}},
-			[]string{name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"}, nil
+		svc := cc.Service.Name + "." + cc.Service.Namespace + ".svc"
+		return &cc, []string{svc, svc + ".cluster.local"}, nil
 	}
+	return nil, nil, nil
+}
+
+func multiVersionNames(kinds []*render.Kind) string {
 	names := make([]string, len(kinds))
 	for i, k := range kinds {
 		names[i] = fmt.Sprintf("%s (%d versions)", k.GVK.Kind, len(k.Versions))
 	}
-	return nil, nil, fmt.Errorf("%s: the API server converts between versions through the operator's webhook; give the address it reaches it at (--conversion-webhook-url https://host:port%s, or --conversion-webhook-service namespace/name)",
-		strings.Join(names, ", "), crdgen.WebhookPath)
+	return strings.Join(names, ", ")
 }
 
 // storageMigration rewrites the CRs of each kind of several versions in
