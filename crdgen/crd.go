@@ -212,10 +212,17 @@ func kindDoc(k *render.Kind) string {
 	return first
 }
 
-// GenerateAll returns the CRD of every kind of lib, in the library's kind order.
+// GenerateAll returns the CRD of every kind of lib, in the library's kind
+// order. A kind of several versions is refused: its CRD needs the address
+// of the conversion webhook where it is deployed (Generate, then
+// WithConversion), which the outputs built on GenerateAll (the Helm chart,
+// the OLM bundle) do not set up yet.
 func GenerateAll(lib *render.Library) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	out := make([]*apiextensionsv1.CustomResourceDefinition, 0, len(lib.Kinds()))
 	for _, k := range lib.Kinds() {
+		if k.MultiVersion() {
+			return nil, fmt.Errorf("kind %s has %d versions: its CRD converts through the operator's webhook, which only deploy/ sets up (cuerator crds, deploy/conversion); the Helm chart and the OLM bundle do not yet", k.GVK.Kind, len(k.Versions))
+		}
 		crd, err := Generate(k)
 		if err != nil {
 			return nil, err
