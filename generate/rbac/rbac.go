@@ -71,6 +71,21 @@ var (
 	// name), when the operator installs its CRD.
 	migrationCRVerbs     = []string{"patch"}
 	migrationStatusVerbs = []string{"update"}
+	// The conversion webhook of a kind of several versions: the operator
+	// keeps its certificate in a Secret of its namespace (get and update by
+	// name; create, which RBAC cannot limit to a name) and gives the
+	// kinds' CRDs its CA (get and patch, by name).
+	webhookSecretVerbs       = []string{"get", "update"}
+	webhookSecretCreateVerbs = []string{"create"}
+	webhookCRDVerbs          = []string{"get", "patch"}
+)
+
+// WebhookCertSecret is the Secret in which the operator of deploy/
+// keeps its conversion webhook's certificate (--webhook-cert-secret), and
+// ConversionRoleName the Role that lets it.
+const (
+	WebhookCertSecret  = "cuerator-webhook-cert"
+	ConversionRoleName = "cuerator-conversion"
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
@@ -100,10 +115,54 @@ func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 		g.add("", "pods", podVerbs...)
 	}
 	g.add("events.k8s.io", "events", eventVerbs...)
+	rules := g.rules()
+	if names := multiVersionCRDs(lib); len(names) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, ResourceNames: names, Verbs: webhookCRDVerbs})
+	}
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
 		ObjectMeta: metav1.ObjectMeta{Name: ManagerRoleName},
-		Rules:      g.rules(),
+		Rules:      rules,
+	}
+}
+
+// multiVersionCRDs names the CRDs of lib's kinds of several versions.
+func multiVersionCRDs(lib *render.Library) []string {
+	var names []string
+	for _, k := range lib.Kinds() {
+		if k.MultiVersion() {
+			names = append(names, k.Plural+"."+k.GVK.Group)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ConversionRole is the Role the operator needs in its namespace to keep
+// its conversion webhook's certificate in the Secret WebhookCertSecret;
+// nil when no kind of lib has several versions.
+func ConversionRole(lib *render.Library, namespace string) *rbacv1.Role {
+	if len(multiVersionCRDs(lib)) == 0 {
+		return nil
+	}
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Name: ConversionRoleName, Namespace: namespace},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{WebhookCertSecret}, Verbs: webhookSecretVerbs},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: webhookSecretCreateVerbs},
+		},
+	}
+}
+
+// ConversionRoleBinding binds ConversionRole to the operator's
+// ServiceAccount.
+func ConversionRoleBinding(namespace, serviceAccount string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: ConversionRoleName, Namespace: namespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ConversionRoleName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: serviceAccount, Namespace: namespace}},
 	}
 }
 
@@ -159,9 +218,13 @@ func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 
 // Manifests is the YAML that `cuerator rbac` prints and
 // deploy/rbac/role.yaml holds: ManagerClusterRole, then LeaderElectionRole
-// in namespace, then, if installsCRDs, CRDInstallerClusterRole.
+// in namespace, then, if a kind has several versions, ConversionRole and
+// its binding, then, if installsCRDs, CRDInstallerClusterRole.
 func Manifests(lib *render.Library, namespace string, installsCRDs bool) ([]byte, error) {
 	objs := []any{ManagerClusterRole(lib), LeaderElectionRole(namespace)}
+	if role := ConversionRole(lib, namespace); role != nil {
+		objs = append(objs, role, ConversionRoleBinding(namespace, "cuerator"))
+	}
 	if installsCRDs {
 		objs = append(objs, CRDInstallerClusterRole(lib))
 	}
