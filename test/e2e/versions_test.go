@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -39,25 +38,7 @@ func TestVersionUpgrade(t *testing.T) {
 	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found") })
 	ns := namespace(t, "versions-upgrade")
 
-	oldFiles, err := mount.Files(schemas.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newFiles, err := versions.Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldDir, newDir := t.TempDir(), t.TempDir()
-	for dir, files := range map[string]map[string][]byte{oldDir: oldFiles, newDir: newFiles} {
-		// Memcached alone: the other kinds are not what this test is about.
-		files = maps.Clone(files)
-		maps.DeleteFunc(files, func(path string, _ []byte) bool {
-			return strings.HasPrefix(path, "webapp/") || strings.HasPrefix(path, "database/")
-		})
-		if err := mount.Write(dir, renamed.files(t, files)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	oldDir, newDir := versionModules(t, renamed)
 
 	// v1alpha1 manifests as a Git repository holds them, applied as Flux
 	// applies them.
@@ -151,7 +132,7 @@ func TestVersionUpgrade(t *testing.T) {
 
 	// Both versions read back, with kubectl, each with its own columns;
 	// v1alpha1 with its deprecation warning.
-	if got := kubectlStdout(t, "get", resource("v1alpha1")+"/memcached-sample", "-n", ns, "-o", "jsonpath={.spec.size}"); got != "3" {
+	if got := stdout(kubectlStreams(t, "", "get", resource("v1alpha1")+"/memcached-sample", "-n", ns, "-o", "jsonpath={.spec.size}")); got != "3" {
 		t.Errorf("v1alpha1 spec.size %q, want 3", got)
 	}
 	if got := kubectl(t, "get", resource("v1beta1")+"/memcached-sample", "-n", ns, "-o", "jsonpath={.spec.replicas} {.spec.verbose}"); got != "3 false" {
@@ -205,7 +186,7 @@ func TestVersionUpgrade(t *testing.T) {
 		}
 		return nil
 	})
-	if got := kubectlStdout(t, "get", resource("v1alpha1")+"/small", "-n", ns, "-o", `jsonpath={.metadata.annotations.cache\.example\.com/v1beta1-verbose}`); got != "true" {
+	if got := stdout(kubectlStreams(t, "", "get", resource("v1alpha1")+"/small", "-n", ns, "-o", `jsonpath={.metadata.annotations.cache\.example\.com/v1beta1-verbose}`)); got != "true" {
 		t.Errorf("v1alpha1 small: verbose annotation %q, want true", got)
 	}
 	fluxApply(manifest("small", 1))
@@ -293,16 +274,33 @@ func storedAPIVersion(t *testing.T, group, ns, name string) string {
 	return stored.APIVersion
 }
 
-// kubectlStdout runs kubectl and returns its standard output alone: a read
-// of a deprecated version warns on standard error.
-func kubectlStdout(t *testing.T, args ...string) string {
+// stdout is the standard output of kubectlStreams: a read of a deprecated
+// version warns on standard error.
+func stdout(out, _ string) string { return out }
+
+// versionModules writes the template modules before and after the version
+// change, with Memcached alone (the other kinds are not what the tests
+// are about) in the renamed group: schemas/ (v1alpha1) and test/versions
+// (v1beta1 and v1alpha1).
+func versionModules(t *testing.T, renamed renaming) (oldDir, newDir string) {
 	t.Helper()
-	cmd := exec.Command("kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	oldFiles, err := mount.Files(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return stdout.String()
+	newFiles, err := versions.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldDir, newDir = t.TempDir(), t.TempDir()
+	for dir, files := range map[string]map[string][]byte{oldDir: oldFiles, newDir: newFiles} {
+		files = maps.Clone(files)
+		maps.DeleteFunc(files, func(path string, _ []byte) bool {
+			return strings.HasPrefix(path, "webapp/") || strings.HasPrefix(path, "database/")
+		})
+		if err := mount.Write(dir, renamed.files(t, files)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return oldDir, newDir
 }
