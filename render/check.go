@@ -42,7 +42,11 @@ func (l *Library) RenderCR(cr *unstructured.Unstructured) (*Rendered, error) {
 		// version's schema, so errors name its fields, then converted to
 		// the template's version as the API server would serve it to the
 		// operator.
-		if err := kind.Version(v).check(cr); err != nil {
+		version := kind.Version(v)
+		if version == nil || !version.Served {
+			return nil, fmt.Errorf("no template serves %s (apiVersion %q, kind %q): %s serves %s", cr.GroupVersionKind(), cr.GetAPIVersion(), cr.GetKind(), kind.GVK.Kind, strings.Join(kind.servedNames(), ", "))
+		}
+		if err := version.check(cr); err != nil {
 			return nil, err
 		}
 		converted, err := kind.Convert(cr, kind.GVK.Version)

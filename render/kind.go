@@ -148,8 +148,18 @@ func (k *Kind) ObservesPods() bool {
 	return k.template.LookupPath(pathObserve).Exists()
 }
 
-// Owner is the identity of cr as its children's owner.
+// Owner is the identity of cr as its children's owner. Their
+// ownerReference names the version cr was read in, when it is one of the
+// kind's: the version the API server serves to the controller, which the
+// garbage collector can look the owner up in.
 func (k *Kind) Owner(cr metav1.Object) child.Owner {
+	if typed, ok := cr.(interface {
+		GroupVersionKind() schema.GroupVersionKind
+	}); ok {
+		if gvk := typed.GroupVersionKind(); gvk.GroupKind() == k.GVK.GroupKind() && k.Version(gvk.Version) != nil {
+			return child.OwnerOf(cr, gvk)
+		}
+	}
 	return child.OwnerOf(cr, k.GVK)
 }
 

@@ -250,6 +250,16 @@ func (k *Kind) versionNames() []string {
 	return names
 }
 
+func (k *Kind) servedNames() []string {
+	var names []string
+	for _, v := range k.Versions {
+		if v.Served {
+			names = append(names, k.GVK.Group+"/"+v.Name)
+		}
+	}
+	return names
+}
+
 // otherVersions are the versions besides the template's.
 func (k *Kind) otherVersions() []string {
 	var out []string
@@ -414,4 +424,22 @@ func (v *Version) check(cr *unstructured.Unstructured) error {
 		return Diagnose(err)
 	}
 	return nil
+}
+
+// inTemplateVersion returns cr in the version the template renders. A CR
+// read in another version of the kind is converted as the API server would
+// convert it: a controller started before its templates changed live
+// still reads the version it started with.
+func (k *Kind) inTemplateVersion(cr *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	gvk := cr.GroupVersionKind()
+	if gvk == k.GVK {
+		return cr, nil
+	}
+	if gvk.GroupKind() != k.GVK.GroupKind() {
+		return nil, fmt.Errorf("render: %s is not a %s", gvk, k.GVK)
+	}
+	if k.Version(gvk.Version) == nil {
+		return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("the CR is read as %s, a version the templates no longer declare (%s): keep it in #Versions, with its conversions, until no CR is stored in it", gvk.GroupVersion(), strings.Join(k.servedNames(), ", "))}
+	}
+	return k.Convert(cr, k.GVK.Version)
 }

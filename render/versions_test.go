@@ -1,6 +1,7 @@
 package render_test
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -228,5 +229,33 @@ func TestConversionErrorNamesTheField(t *testing.T) {
 	_, err = kind.Convert(obj, "v2")
 	if want := "Thing: #Convert.v1.v2: out.spec.n: invalid value 7 (out of bound <5)"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
+// A CR read in another version of the kind (a controller older than its
+// templates) renders through the template's version, and its children's
+// owner is the version it was read in; a version the templates no longer
+// declare is a template error that says so.
+func TestRenderReadInAnotherVersion(t *testing.T) {
+	kind := loadVersions(t).Kind(memcachedV1alpha1)
+	cr := memcached("v1alpha1", map[string]any{"size": int64(2), "image": "memcached:1.6"}, map[string]string{"cache.example.com/v1beta1-verbose": "true"})
+	cr.SetUID("5f1c3a8e-0000-4000-8000-000000000009")
+	out, err := kind.Render(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := out.Objects[0]
+	wantAt(t, d, "spec.replicas", int64(2))
+	wantAt(t, d, "spec.template.spec.containers[0].args", []any{"-vv"})
+	if refs := d.GetOwnerReferences(); len(refs) != 1 || refs[0].APIVersion != "cache.example.com/v1alpha1" {
+		t.Errorf("ownerReferences %v, want the v1alpha1 CR", refs)
+	}
+	gone := memcached("v1alpha0", map[string]any{"size": int64(2)}, nil)
+	var te *render.TemplateError
+	if _, err := kind.Render(gone); !errors.As(err, &te) || !strings.Contains(err.Error(), "the CR is read as cache.example.com/v1alpha0, a version the templates no longer declare (cache.example.com/v1beta1, cache.example.com/v1alpha1)") {
+		t.Errorf("error %v", err)
+	}
+	if _, err := loadVersions(t).RenderCR(gone); err == nil || !strings.Contains(err.Error(), "no template serves cache.example.com/v1alpha0, Kind=Memcached") {
+		t.Errorf("offline: %v", err)
 	}
 }

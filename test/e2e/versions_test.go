@@ -304,3 +304,65 @@ func versionModules(t *testing.T, renamed renaming) (oldDir, newDir string) {
 	}
 	return oldDir, newDir
 }
+
+// Templates that give a live kind a new version, swapped under a running
+// operator (--templates followed live): the operator keeps the kind it
+// serves, not a new one beside it, and its controller, which reads the
+// version it started with, renders each CR through the new template by
+// converting it with #Convert. The CRD gains the new version when the
+// operator restarts (TestVersionUpgrade); until then nothing is stranded,
+// and nothing is installed without its conversions.
+func TestVersionChangeLive(t *testing.T) {
+	renamed := renaming{suffix: "live-versions.test.cuerator.dev"}
+	group := renamed.group("cache.example.com")
+	crd := "memcacheds." + group
+	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found") })
+	oldDir, newDir := versionModules(t, renamed)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(oldDir)); err != nil {
+		t.Fatal(err)
+	}
+	startOperatorFor(t, dir)
+	ns := namespace(t, "versions-live")
+	cr := fmt.Sprintf("memcacheds.v1alpha1.%s/cache", group)
+	kubectlIn(t, fmt.Sprintf("apiVersion: %s/v1alpha1\nkind: Memcached\nmetadata: {name: cache, namespace: %s}\nspec: {size: 2}\n", group, ns), "apply", "--server-side", "-f", "-")
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
+	before := deploymentOf(t, ns, "cache")
+
+	// The new templates arrive, as a ConfigMap's new content does.
+	for _, path := range []string{"memcached/api/api.cue", "memcached/memcached.cue"} {
+		b, err := os.ReadFile(filepath.Join(newDir, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, path), string(b))
+	}
+	// verbose, which only v1beta1 has, comes through v1alpha1's annotation:
+	// the CR renders through the new template once the operator has it.
+	kubectl(t, "annotate", "-n", ns, cr, "cache.example.com/v1beta1-verbose=true")
+	eventually(t, 90*time.Second, "the Deployment rendered by the v1beta1 template", func() error {
+		if got := deploymentOf(t, ns, "cache").Containers; !strings.Contains(got, "-vv") {
+			return fmt.Errorf("containers %s", got)
+		}
+		return nil
+	})
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
+	now := deploymentOf(t, ns, "cache")
+	if now.UID != before.UID || now.Replicas != 2 {
+		t.Errorf("Deployment before %+v, after %+v: want the same one, 2 replicas", before, now)
+	}
+	if got := kubectl(t, "get", "deployment", "cache", "-n", ns, "-o", "jsonpath={.metadata.ownerReferences[0].apiVersion}"); got != group+"/v1alpha1" {
+		t.Errorf("the Deployment's owner is %s, want the version the CRD serves, %s/v1alpha1", got, group)
+	}
+	// A change through the served version still reaches the Deployment.
+	kubectl(t, "patch", "-n", ns, cr, "--type=merge", "-p", `{"spec":{"size":3}}`)
+	eventually(t, 90*time.Second, "the Deployment scaled", func() error {
+		if got := deploymentOf(t, ns, "cache").Replicas; got != 3 {
+			return fmt.Errorf("replicas %d", got)
+		}
+		return nil
+	})
+	if got := kubectl(t, "get", "crd", crd, "-o", "jsonpath={.spec.versions[*].name} {.spec.conversion.strategy}"); got != "v1alpha1 None" {
+		t.Errorf("CRD versions and conversion %q: the CRD changes when the operator restarts", got)
+	}
+}
