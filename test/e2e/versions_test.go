@@ -35,7 +35,7 @@ func TestVersionUpgrade(t *testing.T) {
 	group := renamed.group("cache.example.com")
 	crd := "memcacheds." + group
 	resource := func(version string) string { return "memcacheds." + version + "." + group }
-	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found") })
+	t.Cleanup(func() { deleteCRD(t, crd) })
 	ns := namespace(t, "versions-upgrade")
 
 	oldDir, newDir := versionModules(t, renamed)
@@ -316,7 +316,7 @@ func TestVersionChangeLive(t *testing.T) {
 	renamed := renaming{suffix: "live-versions.test.cuerator.dev"}
 	group := renamed.group("cache.example.com")
 	crd := "memcacheds." + group
-	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found") })
+	t.Cleanup(func() { deleteCRD(t, crd) })
 	oldDir, newDir := versionModules(t, renamed)
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(oldDir)); err != nil {
@@ -364,5 +364,18 @@ func TestVersionChangeLive(t *testing.T) {
 	})
 	if got := kubectl(t, "get", "crd", crd, "-o", "jsonpath={.spec.versions[*].name} {.spec.conversion.strategy}"); got != "v1alpha1 None" {
 		t.Errorf("CRD versions and conversion %q: the CRD changes when the operator restarts", got)
+	}
+}
+
+// deleteCRD deletes a test's CRD, waits until it is gone, and refreshes
+// kubectl's discovery cache: a stale cache would resolve the short name
+// memcached of the tests that follow to this CRD's group.
+func deleteCRD(t *testing.T, name string) {
+	t.Helper()
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", name, "--ignore-not-found", "--wait", "--timeout=60s"); err != nil {
+		t.Logf("deleting CRD %s: %v\n%s", name, err, out)
+	}
+	if out, err := kubectlOut(testCluster.KubeconfigPath, "api-resources", "-o", "name"); err != nil {
+		t.Logf("refreshing kubectl's discovery: %v\n%s", err, out)
 	}
 }

@@ -64,7 +64,7 @@ func TestDeployedConversion(t *testing.T) {
 	group := renamed.group("cache.example.com")
 	crd := "memcacheds." + group
 	resource := func(version string) string { return "memcacheds." + version + "." + group }
-	t.Cleanup(func() { _, _ = kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found") })
+	t.Cleanup(func() { deleteCRD(t, crd) })
 	oldDir, newDir := versionModules(t, renamed)
 	ns := namespace(t, "deployed-conversion")
 	opNS := namespace(t, "deployed-conversion-operator")
