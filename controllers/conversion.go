@@ -169,12 +169,15 @@ func setupConversion(mgr ctrl.Manager, lib *render.Library, opts ManagerOptions)
 		}
 		c.serving.Store(&cert.Serving)
 		c.clientConfig.CABundle = cert.CAPEM
-		if err := mgr.Add(manager.RunnableFunc(c.renew)); err != nil {
+		if err := mgr.Add(everyReplica(c.renew)); err != nil {
 			return nil, err
 		}
 	default:
 		if len(hosts) == 0 {
 			hosts = []string{"localhost", "127.0.0.1"}
+		}
+		if !c.installs {
+			c.log.Info("serving the conversion webhook with a self-signed certificate that no CRD trusts: give --webhook-cert-secret (deploy/conversion) or --webhook-cert-dir with a CA the CRDs carry")
 		}
 		cert, err := convert.SelfSigned(hosts, selfSignedValidity)
 		if err != nil {
@@ -209,6 +212,13 @@ func setupConversion(mgr ctrl.Manager, lib *render.Library, opts ManagerOptions)
 	}
 	return c, mgr.Add(&storageMigration{cfg: mgr.GetConfig(), kinds: c.kinds, log: mgr.GetLogger().WithName("storage-migration")})
 }
+
+// everyReplica runs f on every replica, leader or not: each serves the
+// webhook behind the Service.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // renew reads the certificate Secret every certCheckInterval, renewing
 // the serving certificate when it is due, and serves what it holds; a new
