@@ -57,9 +57,7 @@ func Breaking(old, new *render.Library) ([]Change, error) {
 			out = append(out, Change{Kind: kind, What: fmt.Sprintf("the kind (%s) is removed: the operator would no longer serve its CRs", o.GVK.GroupKind())})
 			continue
 		}
-		if o.GVK.Version != n.GVK.Version {
-			out = append(out, Change{Kind: kind, What: fmt.Sprintf("version %s is removed (the new one is %s): clients and stored CRs of %s would not be served", o.GVK.Version, n.GVK.Version, o.GVK.Version)})
-		}
+		out = append(out, removedVersions(o, n)...)
 		if o.Namespaced != n.Namespaced {
 			out = append(out, Change{Kind: kind, What: "the scope changes: the API server cannot move existing CRs between namespaced and cluster scope"})
 		}
@@ -74,18 +72,77 @@ func Breaking(old, new *render.Library) ([]Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the new templates: %w", err)
 		}
-		c := &comparison{kind: kind}
-		oldRoot, newRoot := rootSchema(oldCRD), rootSchema(newCRD)
-		c.rules("metadata.name", oldRoot.XValidations, newRoot.XValidations)
-		c.schema("spec", oldRoot.Properties["spec"], newRoot.Properties["spec"])
-		c.unchecked(oldWarnings, newWarnings)
-		out = append(out, c.changes...)
+		// Each version served before and after is compared with itself: a
+		// new version is not breaking, what a served version stops
+		// admitting is. A CR keeps the version its client wrote.
+		for _, ov := range oldCRD.Spec.Versions {
+			nv := versionNamed(newCRD, ov.Name)
+			if nv == nil || !nv.Served || !ov.Served {
+				continue
+			}
+			c := &comparison{kind: kind}
+			if len(oldCRD.Spec.Versions) > 1 || len(newCRD.Spec.Versions) > 1 {
+				c.kind = kind + " " + ov.Name
+			}
+			oldRoot, newRoot := ov.Schema.OpenAPIV3Schema, nv.Schema.OpenAPIV3Schema
+			c.rules("metadata.name", oldRoot.XValidations, newRoot.XValidations)
+			c.schema("spec", oldRoot.Properties["spec"], newRoot.Properties["spec"])
+			c.unchecked(versionWarnings(ov.Name, o, oldWarnings), versionWarnings(ov.Name, n, newWarnings))
+			out = append(out, c.changes...)
+		}
 	}
 	return out, nil
 }
 
-func rootSchema(crd *apiextensionsv1.CustomResourceDefinition) *apiextensionsv1.JSONSchemaProps {
-	return crd.Spec.Versions[0].Schema.OpenAPIV3Schema
+// removedVersions lists the versions old serves and new does not. One
+// that old stores holds every CR written under it: the API server refuses
+// a CRD without it until the CRs are rewritten in another version (a
+// storage migration: the new version first, as storage, then cuerator
+// migrate) and status.storedVersions no longer lists it.
+func removedVersions(o, n *render.Kind) []Change {
+	var out []Change
+	for _, ov := range o.Versions {
+		if !ov.Served {
+			continue
+		}
+		nv := n.Version(ov.Name)
+		switch {
+		case nv != nil && nv.Served:
+			continue
+		case ov.Name == o.StorageVersion:
+			out = append(out, Change{Kind: o.GVK.Kind, What: fmt.Sprintf("version %s is removed, and the CRs are stored in it: the API server refuses the CRD while status.storedVersions lists %s, and clients of %s would not be served; serve it with the new version (%s), migrate the storage (cuerator migrate), then remove it", ov.Name, ov.Name, ov.Name, n.GVK.Version)})
+		case nv != nil:
+			out = append(out, Change{Kind: o.GVK.Kind, What: fmt.Sprintf("version %s is no longer served: its clients (manifests written for it) would be refused", ov.Name)})
+		default:
+			out = append(out, Change{Kind: o.GVK.Kind, What: fmt.Sprintf("version %s is removed (the new one is %s): clients and CRs stored in %s would not be served", ov.Name, n.GVK.Version, ov.Name)})
+		}
+	}
+	return out
+}
+
+func versionNamed(crd *apiextensionsv1.CustomResourceDefinition, name string) *apiextensionsv1.CustomResourceDefinitionVersion {
+	for i := range crd.Spec.Versions {
+		if crd.Spec.Versions[i].Name == name {
+			return &crd.Spec.Versions[i]
+		}
+	}
+	return nil
+}
+
+// versionWarnings are the warnings of one version of k: crdgen prefixes
+// those of a version other than the template's with its name.
+func versionWarnings(version string, k *render.Kind, all []crdgen.Warning) []crdgen.Warning {
+	var out []crdgen.Warning
+	for _, w := range all {
+		rest, other := strings.CutPrefix(w.Path, version+" ")
+		switch {
+		case version == k.GVK.Version && !strings.Contains(w.Path, " "):
+			out = append(out, w)
+		case version != k.GVK.Version && other:
+			out = append(out, crdgen.Warning{Path: rest, Message: w.Message})
+		}
+	}
+	return out
 }
 
 // comparison collects the breaking changes of one kind's schema.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/versions"
 )
 
 // library builds a template module with one kind, Thing, whose api
@@ -103,7 +104,7 @@ func TestBreakingKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 1 || changes[0].String() != "Thing: version v1 is removed (the new one is v2): clients and stored CRs of v1 would not be served" {
+	if len(changes) != 1 || !strings.HasPrefix(changes[0].String(), "Thing: version v1 is removed, and the CRs are stored in it: the API server refuses the CRD while status.storedVersions lists v1") {
 		t.Errorf("a new version: %v", changes)
 	}
 	shipped, err := render.Load(schemas.FS)
@@ -123,5 +124,70 @@ func TestBreakingKinds(t *testing.T) {
 	}
 	if changes, err := Breaking(shipped, old); err != nil || len(changes) != 3 {
 		t.Errorf("every shipped kind removed: %v, %v", changes, err)
+	}
+}
+
+// v2 with v1 still served, both ways converted, and the storage version.
+func twoVersions(t *testing.T, storage, v1 string) *render.Library {
+	t.Helper()
+	return library(t, "v2", `{a: int}
+#CRD: storageVersion: "`+storage+`"
+#Versions: v1: #Spec: `+v1+`
+#Convert: v1: v2: {in: {...}, out: spec: a: in.spec.a}
+#Convert: v2: v1: {in: {...}, out: spec: a: in.spec.a}`)
+}
+
+func TestBreakingVersions(t *testing.T) {
+	one := library(t, "v1", `{a: int}`)
+	for _, tc := range []struct {
+		name     string
+		old, new *render.Library
+		want     []string
+	}{
+		{"a version added, with conversions", one, twoVersions(t, "v2", `{a: int}`), nil},
+		{"the storage version changed", twoVersions(t, "v1", `{a: int}`), twoVersions(t, "v2", `{a: int}`), nil},
+		{"an old version's schema tightened", twoVersions(t, "v2", `{a: int}`), twoVersions(t, "v2", `{a: int & <=3}`),
+			[]string{"Thing v1 spec.a: the maximum is lowered from none to <=3"}},
+		{"an old version removed", twoVersions(t, "v2", `{a: int}`), library(t, "v2", `{a: int}`),
+			[]string{"Thing: version v1 is removed (the new one is v2)"}},
+		{"the stored version removed", twoVersions(t, "v1", `{a: int}`), library(t, "v2", `{a: int}`),
+			[]string{"Thing: version v1 is removed, and the CRs are stored in it", "migrate the storage (cuerator migrate)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changes, err := Breaking(tc.old, tc.new)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tc.want) == 0 {
+				if len(changes) > 0 {
+					t.Errorf("breaking: %v", changes)
+				}
+				return
+			}
+			if len(changes) != 1 {
+				t.Fatalf("changes %v, want one", changes)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(changes[0].String(), w) {
+					t.Errorf("change %q does not say %q", changes[0], w)
+				}
+			}
+		})
+	}
+	// The shipped Memcached evolved to v1beta1 (test/versions) breaks nothing.
+	fsys, err := versions.Module()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evolved, err := render.Load(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := render.Load(schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := Breaking(shipped, evolved); err != nil || len(changes) != 0 {
+		t.Errorf("Memcached v1alpha1 to v1beta1: %v, %v", changes, err)
 	}
 }

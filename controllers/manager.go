@@ -46,6 +46,8 @@ type ManagerOptions struct {
 	// NewClient, unless nil, builds the manager's client (controller-runtime's
 	// hook; tests wrap the client to inject API failures).
 	NewClient client.NewClientFunc
+	// Conversion configures the conversion webhook (conversion.go).
+	Conversion ConversionOptions
 	// SyncPeriod, unless zero, is how often the informers resend every
 	// object, which reconciles every CR again (controller-runtime's default
 	// is 10 hours).
@@ -88,7 +90,14 @@ func NewManager(cfg *rest.Config, lib *render.Library, opts ManagerOptions) (ctr
 	if err := mgr.Add(children); err != nil {
 		return nil, err
 	}
+	conv, err := setupConversion(mgr, lib, opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := Setup(mgr, children, lib, opts.Options); err != nil {
+		return nil, err
+	}
+	if err := conv.crdsInstalled(); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -33,19 +33,127 @@ func Generate(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, error)
 
 // GenerateWithWarnings is Generate, and also returns the constraints of the
 // api package that the CRD enforces differently from CUE (see Warning).
+//
+// A kind of several versions gets one entry of spec.versions per version,
+// each with its own schema and printer columns, the storage version marked
+// (versions.go). Its spec.conversion is left out: the API server's
+// webhook is the running operator, whose address and CA are not the
+// templates' to know. The operator sets it when it installs CRDs itself,
+// and the CRDs that deploy/ ships get the in-cluster Service
+// (GenerateAll, WithConversion).
 func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefinition, []Warning, error) {
-	specDef := k.API.LookupPath(cue.ParsePath("#Spec"))
-	statusDef := k.API.LookupPath(cue.ParsePath("#Status"))
+	var versions []apiextensionsv1.CustomResourceDefinitionVersion
+	var warnings []Warning
+	for _, v := range versionsOf(k) {
+		root, vw, err := versionSchema(k, v)
+		if err != nil {
+			if v.Name != k.GVK.Version {
+				return nil, nil, fmt.Errorf("kind %s: CRD: version %s: %w", k.GVK.Kind, v.Name, err)
+			}
+			return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+		}
+		if v.Name != k.GVK.Version {
+			for i := range vw {
+				vw[i].Path = v.Name + " " + vw[i].Path
+			}
+		}
+		warnings = append(warnings, vw...)
+		var columns []apiextensionsv1.CustomResourceColumnDefinition
+		for _, c := range v.PrinterColumns {
+			columns = append(columns, apiextensionsv1.CustomResourceColumnDefinition{
+				Name:        c.Name,
+				Type:        c.Type,
+				JSONPath:    c.JSONPath,
+				Description: c.Description,
+				Priority:    c.Priority,
+			})
+		}
+		version := apiextensionsv1.CustomResourceDefinitionVersion{
+			Name:       v.Name,
+			Served:     v.Served,
+			Storage:    v.Name == storageOf(k),
+			Deprecated: v.Deprecated,
+			Schema:     &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: root},
+			Subresources: &apiextensionsv1.CustomResourceSubresources{
+				Status: &apiextensionsv1.CustomResourceSubresourceStatus{},
+			},
+			AdditionalPrinterColumns: columns,
+		}
+		if v.DeprecationWarning != "" {
+			version.DeprecationWarning = &v.DeprecationWarning
+		}
+		versions = append(versions, version)
+	}
+	slices.SortStableFunc(warnings, func(a, b Warning) int { return strings.Compare(a.Path, b.Path) })
+
+	singular := k.Singular
+	if singular == "" {
+		singular = strings.ToLower(k.GVK.Kind)
+	}
+	scope := apiextensionsv1.ClusterScoped
+	if k.Namespaced {
+		scope = apiextensionsv1.NamespaceScoped
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		TypeMeta: metav1.TypeMeta{
+			APIVersion: apiextensionsv1.SchemeGroupVersion.String(),
+			Kind:       "CustomResourceDefinition",
+		},
+		ObjectMeta: metav1.ObjectMeta{Name: k.Plural + "." + k.GVK.Group},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: k.GVK.Group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{
+				Plural:     k.Plural,
+				Singular:   singular,
+				Kind:       k.GVK.Kind,
+				ListKind:   k.GVK.Kind + "List",
+				ShortNames: slices.Clone(k.ShortNames),
+				Categories: slices.Clone(k.Categories),
+			},
+			Scope:    scope,
+			Versions: versions,
+		},
+	}
+	if err := validateCRD(crd); err != nil {
+		return nil, nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
+	}
+	return crd, warnings, nil
+}
+
+// versionsOf returns the versions of k. A kind of one version is read from
+// its GVK, #Spec, #Status and PrinterColumns, as before kinds had several.
+func versionsOf(k *render.Kind) []render.Version {
+	if k.MultiVersion() {
+		return k.Versions
+	}
+	return []render.Version{{
+		Name: k.GVK.Version, Served: true,
+		Spec: k.API.LookupPath(cue.ParsePath("#Spec")), Status: k.API.LookupPath(cue.ParsePath("#Status")),
+		PrinterColumns: k.PrinterColumns,
+	}}
+}
+
+func storageOf(k *render.Kind) string {
+	if k.MultiVersion() {
+		return k.StorageVersion
+	}
+	return k.GVK.Version
+}
+
+// versionSchema is the OpenAPI schema of one version of k: its #Spec and
+// #Status, and the kind's #Name rules.
+func versionSchema(k *render.Kind, v render.Version) (*apiextensionsv1.JSONSchemaProps, []Warning, error) {
+	specDef, statusDef := v.Spec, v.Status
 	for i, def := range []cue.Value{specDef, statusDef} {
 		if kind := cueKindOf(def); kind != cue.StructKind {
-			return nil, nil, fmt.Errorf("kind %s: CRD: %s must be a struct, not %v", k.GVK.Kind, []string{"#Spec", "#Status"}[i], kind)
+			return nil, nil, fmt.Errorf("%s must be a struct, not %v", []string{"#Spec", "#Status"}[i], kind)
 		}
 	}
 
 	specWalk := newSchemaWalk(true)
 	spec, err := specWalk.node(specDef, "spec", step{kind: stepRoot})
 	if err != nil {
-		return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+		return nil, nil, err
 	}
 	specWalk.applyBounds(spec, "spec")
 	spec.Description = cueDoc(specDef)
@@ -57,7 +165,7 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 	statusWalk := newSchemaWalk(false)
 	status, err := statusWalk.node(statusDef, "status", step{kind: stepRoot})
 	if err != nil {
-		return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+		return nil, nil, err
 	}
 	status.Description = cueDoc(statusDef)
 	warnings := append(specWalk.warnings, statusWalk.warnings...)
@@ -78,7 +186,7 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 	}
 	if nameDef := k.API.LookupPath(cue.ParsePath("#Name")); nameDef.Exists() {
 		if kind := cueKindOf(nameDef); kind != cue.StringKind {
-			return nil, nil, fmt.Errorf("kind %s: CRD: #Name, the rule for metadata.name, must be a string, not %v", k.GVK.Kind, kind)
+			return nil, nil, fmt.Errorf("#Name, the rule for metadata.name, must be a string, not %v", kind)
 		}
 		rules, nameWarnings := nameRules(nameDef)
 		root.XValidations = rules
@@ -89,59 +197,7 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 			Properties: map[string]apiextensionsv1.JSONSchemaProps{"name": {Type: "string"}},
 		}
 	}
-	slices.SortStableFunc(warnings, func(a, b Warning) int { return strings.Compare(a.Path, b.Path) })
-
-	singular := k.Singular
-	if singular == "" {
-		singular = strings.ToLower(k.GVK.Kind)
-	}
-	scope := apiextensionsv1.ClusterScoped
-	if k.Namespaced {
-		scope = apiextensionsv1.NamespaceScoped
-	}
-	var columns []apiextensionsv1.CustomResourceColumnDefinition
-	for _, c := range k.PrinterColumns {
-		columns = append(columns, apiextensionsv1.CustomResourceColumnDefinition{
-			Name:        c.Name,
-			Type:        c.Type,
-			JSONPath:    c.JSONPath,
-			Description: c.Description,
-			Priority:    c.Priority,
-		})
-	}
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		TypeMeta: metav1.TypeMeta{
-			APIVersion: apiextensionsv1.SchemeGroupVersion.String(),
-			Kind:       "CustomResourceDefinition",
-		},
-		ObjectMeta: metav1.ObjectMeta{Name: k.Plural + "." + k.GVK.Group},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: k.GVK.Group,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Plural:     k.Plural,
-				Singular:   singular,
-				Kind:       k.GVK.Kind,
-				ListKind:   k.GVK.Kind + "List",
-				ShortNames: slices.Clone(k.ShortNames),
-				Categories: slices.Clone(k.Categories),
-			},
-			Scope: scope,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name:    k.GVK.Version,
-				Served:  true,
-				Storage: true,
-				Schema:  &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: root},
-				Subresources: &apiextensionsv1.CustomResourceSubresources{
-					Status: &apiextensionsv1.CustomResourceSubresourceStatus{},
-				},
-				AdditionalPrinterColumns: columns,
-			}},
-		},
-	}
-	if err := validateCRD(crd); err != nil {
-		return nil, nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
-	}
-	return crd, warnings, nil
+	return root, warnings, nil
 }
 
 // kindDoc describes the kind, for kubectl explain: the first paragraph of
@@ -156,10 +212,17 @@ func kindDoc(k *render.Kind) string {
 	return first
 }
 
-// GenerateAll returns the CRD of every kind of lib, in the library's kind order.
+// GenerateAll returns the CRD of every kind of lib, in the library's kind
+// order. A kind of several versions is refused: its CRD needs the address
+// of the conversion webhook where it is deployed (Generate, then
+// WithConversion), which the outputs built on GenerateAll (the Helm chart,
+// the OLM bundle) do not set up yet.
 func GenerateAll(lib *render.Library) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	out := make([]*apiextensionsv1.CustomResourceDefinition, 0, len(lib.Kinds()))
 	for _, k := range lib.Kinds() {
+		if k.MultiVersion() {
+			return nil, fmt.Errorf("kind %s has %d versions: its CRD converts through the operator's webhook, which only deploy/ sets up (cuerator crds, deploy/conversion); the Helm chart and the OLM bundle do not yet", k.GVK.Kind, len(k.Versions))
+		}
 		crd, err := Generate(k)
 		if err != nil {
 			return nil, err

@@ -37,5 +37,23 @@ func (l *Library) RenderCR(cr *unstructured.Unstructured) (*Rendered, error) {
 		sort.Slice(unknown, func(i, j int) bool { return unknown[i].Path < unknown[j].Path })
 		return nil, &ValidationError{Errs: unknown}
 	}
+	if v := cr.GroupVersionKind().Version; v != kind.GVK.Version {
+		// A CR of another version of the kind: checked against that
+		// version's schema, so errors name its fields, then converted to
+		// the template's version as the API server would serve it to the
+		// operator.
+		version := kind.Version(v)
+		if version == nil || !version.Served {
+			return nil, fmt.Errorf("no template serves %s (apiVersion %q, kind %q): %s serves %s", cr.GroupVersionKind(), cr.GetAPIVersion(), cr.GetKind(), kind.GVK.Kind, strings.Join(kind.servedNames(), ", "))
+		}
+		if err := version.check(cr); err != nil {
+			return nil, err
+		}
+		converted, err := kind.Convert(cr, kind.GVK.Version)
+		if err != nil {
+			return nil, err
+		}
+		cr = converted
+	}
 	return kind.Render(cr)
 }

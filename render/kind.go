@@ -27,7 +27,15 @@ type Kind struct {
 	ChildKinds []schema.GroupVersionKind
 
 	// API is the api package: #Spec, #Status and #CRD.
-	API      cue.Value
+	API cue.Value
+	// Versions are the versions the CRD serves (versions.go), highest
+	// priority first as Kubernetes orders them: GVK.Version, the one the
+	// template renders, and those of #Versions.
+	Versions []Version
+	// StorageVersion is the version the API server stores.
+	StorageVersion string
+	conversions    map[conversionKey]cue.Value
+
 	template cue.Value
 	// usesRandom is set when the template reads `random`.
 	usesRandom bool
@@ -51,6 +59,7 @@ type PrinterColumn struct {
 type crdInfo struct {
 	Group          string          `json:"group"`
 	Version        string          `json:"version"`
+	StorageVersion string          `json:"storageVersion"`
 	Kind           string          `json:"kind"`
 	Plural         string          `json:"plural"`
 	Singular       string          `json:"singular"`
@@ -118,6 +127,9 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		}
 		k.ChildKinds = append(k.ChildKinds, gv.WithKind(c.Kind))
 	}
+	if err := k.loadVersions(info.StorageVersion); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -146,8 +158,18 @@ func (k *Kind) ObservesPods() bool {
 	return k.template.LookupPath(pathObserve).Exists()
 }
 
-// Owner is the identity of cr as its children's owner.
+// Owner is the identity of cr as its children's owner. Their
+// ownerReference names the version cr was read in, when it is one of the
+// kind's: the version the API server serves to the controller, which the
+// garbage collector can look the owner up in.
 func (k *Kind) Owner(cr metav1.Object) child.Owner {
+	if typed, ok := cr.(interface {
+		GroupVersionKind() schema.GroupVersionKind
+	}); ok {
+		if gvk := typed.GroupVersionKind(); gvk.GroupKind() == k.GVK.GroupKind() && k.Version(gvk.Version) != nil {
+			return child.OwnerOf(cr, gvk)
+		}
+	}
 	return child.OwnerOf(cr, k.GVK)
 }
 

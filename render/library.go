@@ -29,16 +29,21 @@ import (
 // Library is a loaded template module: every kind it defines, compiled once.
 // Its values are immutable and safe to share between goroutines.
 type Library struct {
-	kinds  []*Kind
-	byGVK  map[schema.GroupVersionKind]*Kind
+	kinds []*Kind
+	// byGK finds a kind whatever version is asked for: a kind is one CRD,
+	// and a template module changed under a running operator (its versions
+	// with it) must still be found as the same kind, not as a new one.
+	byGK   map[schema.GroupKind]*Kind
 	digest string
 }
 
 // Kinds returns the kinds in a stable order (by group, then kind).
 func (l *Library) Kinds() []*Kind { return l.kinds }
 
-// Kind returns the kind served for gvk, or nil.
-func (l *Library) Kind(gvk schema.GroupVersionKind) *Kind { return l.byGVK[gvk] }
+// Kind returns the kind of gvk's group and kind, or nil, whichever version
+// gvk names: the kind's GVK is the version its template renders, and
+// Versions those it serves (Kind.Version tells whether it serves gvk's).
+func (l *Library) Kind(gvk schema.GroupVersionKind) *Kind { return l.byGK[gvk.GroupKind()] }
 
 // Digest identifies the template sources; it changes whenever any file does.
 func (l *Library) Digest() string { return l.digest }
@@ -74,7 +79,7 @@ func Load(fsys fs.FS) (*Library, error) {
 	insts := load.Instances(args, cfg)
 	ctx := cuecontext.New(cuecontext.Interpreter(embed.New()))
 
-	lib := &Library{byGVK: map[schema.GroupVersionKind]*Kind{}, digest: digest}
+	lib := &Library{byGK: map[schema.GroupKind]*Kind{}, digest: digest}
 	for i, d := range dirs {
 		tmpl, err := build1(ctx, insts[2*i])
 		if err != nil {
@@ -88,10 +93,10 @@ func Load(fsys fs.FS) (*Library, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kind %s: %w", d, err)
 		}
-		if other, dup := lib.byGVK[k.GVK]; dup {
-			return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, k.GVK, other.Dir)
+		if other, dup := lib.byGK[k.GVK.GroupKind()]; dup {
+			return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, k.GVK.GroupKind(), other.Dir)
 		}
-		lib.byGVK[k.GVK] = k
+		lib.byGK[k.GVK.GroupKind()] = k
 		lib.kinds = append(lib.kinds, k)
 	}
 	sort.Slice(lib.kinds, func(i, j int) bool {

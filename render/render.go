@@ -36,8 +36,10 @@ type Rendered struct {
 // The CR's spec must already carry its defaults where the API server applied
 // them; CUE applies the same defaults for offline renders.
 func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
-	if gvk := cr.GroupVersionKind(); gvk != k.GVK {
-		return nil, fmt.Errorf("render: %s is not a %s", gvk, k.GVK)
+	owner := cr
+	cr, err := k.inTemplateVersion(cr)
+	if err != nil {
+		return nil, err
 	}
 	spec, _, err := unstructured.NestedMap(cr.Object, "spec")
 	if err != nil {
@@ -86,7 +88,7 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	}
 	for iter.Next() {
 		key := iter.Selector().String()
-		obj, err := k.decodeChild(key, iter.Value(), cr)
+		obj, err := k.decodeChild(key, iter.Value(), owner)
 		if err != nil {
 			return nil, &TemplateError{Dir: k.Dir, Err: err}
 		}

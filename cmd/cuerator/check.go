@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -76,10 +79,14 @@ Exit status: 0 when nothing would break or change, 1 when something would,
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				defer cancel()
-				verdicts, err := runPreflight(ctx, lib, namespace, timeout)
+				verdicts, stranded, err := runPreflight(ctx, lib, namespace, timeout)
 				if err != nil {
 					return err
 				}
+				for _, s := range stranded {
+					fmt.Fprintf(out, "would fail: %s\n", s)
+				}
+				found = found || len(stranded) > 0
 				touched, err := writePreflight(out, verdicts, colored)
 				if err != nil {
 					return err
@@ -115,21 +122,50 @@ func writeBreaking(w io.Writer, against string, changes []compat.Change) {
 	}
 }
 
-func runPreflight(ctx context.Context, lib *render.Library, namespace string, timeout time.Duration) ([]preview.Verdict, error) {
+func runPreflight(ctx context.Context, lib *render.Library, namespace string, timeout time.Duration) ([]preview.Verdict, []string, error) {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.Timeout = timeout
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("client for %s: %w", cfg.Host, err)
+		return nil, nil, fmt.Errorf("client for %s: %w", cfg.Host, err)
+	}
+	stranded, err := strandedVersions(ctx, c, lib)
+	if err != nil {
+		return nil, nil, err
 	}
 	verdicts, err := preview.NewDiffer(lib, c).Preflight(ctx, namespace)
 	if err != nil {
-		return nil, fmt.Errorf("preflight against %s: %w", cfg.Host, err)
+		return nil, nil, fmt.Errorf("preflight against %s: %w", cfg.Host, err)
 	}
-	return verdicts, nil
+	return verdicts, stranded, nil
+}
+
+// strandedVersions names, for each kind, the versions the live CRD's
+// status.storedVersions lists that the templates no longer declare: the
+// API server refuses the new CRD until the CRs stored in them are
+// rewritten and storedVersions is trimmed.
+func strandedVersions(ctx context.Context, c client.Client, lib *render.Library) ([]string, error) {
+	var out []string
+	for _, k := range lib.Kinds() {
+		name := k.Plural + "." + k.GVK.Group
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, u); apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("CRD %s: %w", name, err)
+		}
+		stored, _, _ := unstructured.NestedStringSlice(u.Object, "status", "storedVersions")
+		for _, v := range stored {
+			if k.Version(v) == nil {
+				out = append(out, fmt.Sprintf("%s: CRD %s lists %s in status.storedVersions, and the templates drop it: the API server would refuse the new CRD; first roll out templates that serve %s and %s, then cuerator migrate", k.GVK.Kind, name, v, v, k.StorageVersion))
+			}
+		}
+	}
+	return out, nil
 }
 
 // writePreflight prints each CR that would fail, change or prune, and a

@@ -12,7 +12,7 @@ import (
 )
 
 func crdsCmd(templates *string) *cobra.Command {
-	var outDir, format string
+	var outDir, format, service, url, caFile string
 	cmd := &cobra.Command{
 		Use:   "crds",
 		Short: "Print the CustomResourceDefinitions generated from the templates",
@@ -21,7 +21,12 @@ and CEL validation rules for what OpenAPI cannot express (#Name, references
 between fields, @immutable() fields). On standard error it warns of each
 constraint the CRD enforces differently from CUE: one with no CEL form, which
 only the operator's render refuses, or a bound the CRD adds so that its rules
-fit the API server's cost budget.`,
+fit the API server's cost budget.
+
+A kind of several versions converts through the operator's webhook: its CRD
+points at the Service of deploy/conversion (--conversion-webhook-service),
+whose caBundle the operator sets (--webhook-cert-secret), or at a URL, with
+a CA of --conversion-ca-file.`,
 		Example: `  cuerator crds | kubectl apply --server-side -f -
 
   # One file per CRD, as 'make generate' writes deploy/crds/
@@ -35,11 +40,18 @@ fit the API server's cost budget.`,
 			if err != nil {
 				return err
 			}
+			webhook, err := crdsWebhook(service, url, caFile)
+			if err != nil {
+				return err
+			}
 			var crds []*apiextensionsv1.CustomResourceDefinition
 			for _, k := range lib.Kinds() {
 				crd, warnings, err := crdgen.GenerateWithWarnings(k)
 				if err != nil {
 					return err
+				}
+				if err := crdgen.WithConversion(crd, webhook); err != nil {
+					return fmt.Errorf("kind %s: CRD conversion: %w", k.GVK.Kind, err)
 				}
 				for _, w := range warnings {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", k.GVK.Kind, w)
@@ -56,6 +68,9 @@ fit the API server's cost budget.`,
 			return writeCRDFiles(outDir, crds)
 		},
 	}
+	cmd.Flags().StringVar(&service, "conversion-webhook-service", crdgen.DeployedWebhookService, "for kinds of several versions, the Service (namespace/name[:port]) of the operator's conversion webhook")
+	cmd.Flags().StringVar(&url, "conversion-webhook-url", "", "for kinds of several versions, the URL of the operator's conversion webhook, instead of a Service")
+	cmd.Flags().StringVar(&caFile, "conversion-ca-file", "", "PEM file of the CA of the conversion webhook's certificate, for the CRDs' caBundle (default: none; the operator sets it with --webhook-cert-secret)")
 	cmd.Flags().StringVar(&outDir, "output-dir", "", "write one <group>_<plural>.yaml per CRD into this directory instead of standard output")
 	addOutputFlag(cmd, &format)
 	return cmd
@@ -80,4 +95,26 @@ func writeCRDFiles(dir string, crds []*apiextensionsv1.CustomResourceDefinition)
 		kustomization += "- " + name + "\n"
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644)
+}
+
+// crdsWebhook is the conversion webhook the CRDs of kinds of several
+// versions point at.
+func crdsWebhook(service, url, caFile string) (apiextensionsv1.WebhookClientConfig, error) {
+	var cc apiextensionsv1.WebhookClientConfig
+	if url != "" {
+		cc.URL = &url
+	} else {
+		var err error
+		if cc, err = crdgen.ServiceWebhook(service); err != nil {
+			return cc, fmt.Errorf("--conversion-webhook-service: %w", err)
+		}
+	}
+	if caFile != "" {
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			return cc, fmt.Errorf("--conversion-ca-file: %w", err)
+		}
+		cc.CABundle = ca
+	}
+	return cc, nil
 }

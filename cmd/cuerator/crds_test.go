@@ -10,6 +10,7 @@ import (
 	"github.com/cuerator/cuerator/crdgen"
 	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/mount"
+	"github.com/cuerator/cuerator/test/versions"
 )
 
 // deploy/crds is what `make install` and `make deploy` apply; it must be
@@ -89,5 +90,57 @@ func TestCRDsFromMountedTemplates(t *testing.T) {
 	}
 	if mounted.stdout != builtin.stdout {
 		t.Error("cuerator crds --templates on the mounted built-in module differs from the built-in CRDs")
+	}
+}
+
+// A kind of several versions gets a CRD that converts through the
+// operator's webhook: the Service of deploy/conversion by default, or
+// another Service or a URL, with a CA when one is given. The Helm chart
+// and the OLM bundle (GenerateAll) refuse it, rather than ship a CRD that
+// would not convert.
+func TestCRDsOfSeveralVersions(t *testing.T) {
+	files, err := versions.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := mount.Write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"strategy: Webhook", "name: cuerator-webhook-service\n          namespace: cuerator-system\n          path: /convert\n          port: 443\n", "conversionReviewVersions:\n      - v1\n"}},
+		{[]string{"--conversion-webhook-service", "ops/hook:8443"}, []string{"name: hook\n          namespace: ops\n          path: /convert\n          port: 8443\n"}},
+		{[]string{"--conversion-webhook-url", "https://10.0.0.1:9443/convert", "--conversion-ca-file", caFile}, []string{"url: https://10.0.0.1:9443/convert", "caBundle: LS0tLS1CRUdJTi"}},
+	} {
+		r := runCLI(t, append([]string{"crds", "--templates", dir}, c.args...)...)
+		if r.err != nil {
+			t.Fatalf("crds %v: %v", c.args, r.err)
+		}
+		// The Memcached CRD alone converts: the other kinds have one version.
+		if n := strings.Count(r.stdout, "conversion:"); n != 1 {
+			t.Errorf("crds %v: %d CRDs with a conversion, want 1", c.args, n)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stdout, w) {
+				t.Errorf("crds %v: output lacks %q", c.args, w)
+			}
+		}
+	}
+	if r := runCLI(t, "crds", "--templates", dir, "--conversion-webhook-service", "nowhere"); r.err == nil || !strings.Contains(r.err.Error(), `--conversion-webhook-service: conversion webhook Service "nowhere": want namespace/name[:port]`) {
+		t.Errorf("a bad Service: %v", r.err)
+	}
+	lib, err := loadLibrary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crdgen.GenerateAll(lib); err == nil || !strings.Contains(err.Error(), "kind Memcached has 2 versions") {
+		t.Errorf("the CRDs of the chart and the bundle, with a kind of several versions: %v", err)
 	}
 }

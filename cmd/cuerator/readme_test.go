@@ -62,3 +62,26 @@ func TestReadmeWorkedExampleAddsAKind(t *testing.T) {
 		t.Fatalf("render: %v, %v", out, err)
 	}
 }
+
+// The README's excerpts of the versioned Memcached ("A new version") are
+// taken from test/versions as it is, which the tests load, convert and
+// upgrade live.
+func TestReadmeVersionExcerpts(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```cue\n// (test/versions/[^\n]+)\n(.*?)```").FindAllSubmatch(readme, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("README has %d excerpts of test/versions, want #Versions and #Convert", len(blocks))
+	}
+	for _, b := range blocks {
+		file, err := os.ReadFile(filepath.Join("../..", string(b[1])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(file, b[2]) {
+			t.Errorf("README's excerpt of %s is not in the file:\n%s", b[1], b[2])
+		}
+	}
+}

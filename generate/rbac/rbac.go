@@ -65,6 +65,27 @@ var (
 	// Reads go to the API server, by name (no informer on CRDs, which
 	// would need list and watch of every CRD of the cluster).
 	crdVerbs = []string{"create", "get", "patch"}
+	// A kind of several versions has its CRs rewritten in the storage
+	// version (an empty merge patch of each CR) and its CRD's
+	// status.storedVersions trimmed (update of the status subresource, by
+	// name), when the operator installs its CRD.
+	migrationCRVerbs     = []string{"patch"}
+	migrationStatusVerbs = []string{"update"}
+	// The conversion webhook of a kind of several versions: the operator
+	// keeps its certificate in a Secret of its namespace (get and update by
+	// name; create, which RBAC cannot limit to a name) and gives the
+	// kinds' CRDs its CA (get and patch, by name).
+	webhookSecretVerbs       = []string{"get", "update"}
+	webhookSecretCreateVerbs = []string{"create"}
+	webhookCRDVerbs          = []string{"get", "patch"}
+)
+
+// WebhookCertSecret is the Secret in which the operator of deploy/
+// keeps its conversion webhook's certificate (--webhook-cert-secret), and
+// ConversionRoleName the Role that lets it.
+const (
+	WebhookCertSecret  = "cuerator-webhook-cert"
+	ConversionRoleName = "cuerator-conversion"
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
@@ -94,10 +115,54 @@ func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 		g.add("", "pods", podVerbs...)
 	}
 	g.add("events.k8s.io", "events", eventVerbs...)
+	rules := g.rules()
+	if names := multiVersionCRDs(lib); len(names) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, ResourceNames: names, Verbs: webhookCRDVerbs})
+	}
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
 		ObjectMeta: metav1.ObjectMeta{Name: ManagerRoleName},
-		Rules:      g.rules(),
+		Rules:      rules,
+	}
+}
+
+// multiVersionCRDs names the CRDs of lib's kinds of several versions.
+func multiVersionCRDs(lib *render.Library) []string {
+	var names []string
+	for _, k := range lib.Kinds() {
+		if k.MultiVersion() {
+			names = append(names, k.Plural+"."+k.GVK.Group)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ConversionRole is the Role the operator needs in its namespace to keep
+// its conversion webhook's certificate in the Secret WebhookCertSecret;
+// nil when no kind of lib has several versions.
+func ConversionRole(lib *render.Library, namespace string) *rbacv1.Role {
+	if len(multiVersionCRDs(lib)) == 0 {
+		return nil
+	}
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Name: ConversionRoleName, Namespace: namespace},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{WebhookCertSecret}, Verbs: webhookSecretVerbs},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: webhookSecretCreateVerbs},
+		},
+	}
+}
+
+// ConversionRoleBinding binds ConversionRole to the operator's
+// ServiceAccount.
+func ConversionRoleBinding(namespace, serviceAccount string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: ConversionRoleName, Namespace: namespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ConversionRoleName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: serviceAccount, Namespace: namespace}},
 	}
 }
 
@@ -119,27 +184,47 @@ func LeaderElectionRole(namespace string) *rbacv1.Role {
 // --templates needs to install the CRDs of lib's kinds, and nothing wider:
 // writes and reads by name. A kind added to the templates needs this role
 // generated again, as it needs ManagerClusterRole for its children.
+//
+// For a kind of several versions it also grants the storage migration
+// that follows a change of storage version: patch of its CRs and update of
+// its CRD's status, by name.
 func CRDInstallerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 	names := make([]string, 0, len(lib.Kinds()))
+	var migrated []string
+	g := grants{}
 	for _, k := range lib.Kinds() {
 		names = append(names, k.Plural+"."+k.GVK.Group)
+		if k.MultiVersion() {
+			migrated = append(migrated, k.Plural+"."+k.GVK.Group)
+			g.add(k.GVK.Group, k.Plural, migrationCRVerbs...)
+		}
 	}
 	sort.Strings(names)
+	sort.Strings(migrated)
 	const group, resource = "apiextensions.k8s.io", "customresourcedefinitions"
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
+	}
+	if len(migrated) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource + "/status"}, ResourceNames: migrated, Verbs: migrationStatusVerbs})
+		rules = append(rules, g.rules()...)
+	}
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
 		ObjectMeta: metav1.ObjectMeta{Name: CRDInstallerRoleName},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{group}, Resources: []string{resource}, ResourceNames: names, Verbs: crdVerbs},
-		},
+		Rules:      rules,
 	}
 }
 
 // Manifests is the YAML that `cuerator rbac` prints and
 // deploy/rbac/role.yaml holds: ManagerClusterRole, then LeaderElectionRole
-// in namespace, then, if installsCRDs, CRDInstallerClusterRole.
+// in namespace, then, if a kind has several versions, ConversionRole and
+// its binding, then, if installsCRDs, CRDInstallerClusterRole.
 func Manifests(lib *render.Library, namespace string, installsCRDs bool) ([]byte, error) {
 	objs := []any{ManagerClusterRole(lib), LeaderElectionRole(namespace)}
+	if role := ConversionRole(lib, namespace); role != nil {
+		objs = append(objs, role, ConversionRoleBinding(namespace, "cuerator"))
+	}
 	if installsCRDs {
 		objs = append(objs, CRDInstallerClusterRole(lib))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/cuerator/cuerator/generate/rbac"
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
+	"github.com/cuerator/cuerator/test/versions"
 )
 
 // deploy/rbac/role.yaml is what `make deploy` binds the operator to; it must
@@ -164,4 +165,49 @@ func loadLibrary(t *testing.T) *render.Library {
 		t.Fatal(err)
 	}
 	return lib
+}
+
+// A kind of several versions adds what its conversion webhook and storage
+// migration use, by name where RBAC can say it; the shipped kinds, of one
+// version each, add nothing.
+func TestRulesOfAKindOfSeveralVersions(t *testing.T) {
+	if rbac.ConversionRole(loadLibrary(t), "ns") != nil {
+		t.Error("the shipped kinds get a conversion Role")
+	}
+	fsys, err := versions.Module()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := render.Load(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(rules []rbacv1.PolicyRule, group, resource, name, verb string) bool {
+		return slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) &&
+				(name == "" && len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name))
+		})
+	}
+	const crds, crd = "customresourcedefinitions", "memcacheds.cache.example.com"
+	manager := rbac.ManagerClusterRole(lib).Rules
+	for _, verb := range []string{"get", "patch"} {
+		if !has(manager, "apiextensions.k8s.io", crds, crd, verb) {
+			t.Errorf("manager: no %s of CRD %s (its caBundle)", verb, crd)
+		}
+	}
+	if has(manager, "apiextensions.k8s.io", crds, "webapps.apps.example.com", "patch") {
+		t.Error("manager: patch of a CRD of one version")
+	}
+	role := rbac.ConversionRole(lib, "ops").Rules
+	if !has(role, "", "secrets", rbac.WebhookCertSecret, "get") || !has(role, "", "secrets", rbac.WebhookCertSecret, "update") || !has(role, "", "secrets", "", "create") || len(role) != 2 {
+		t.Errorf("conversion Role %v", role)
+	}
+	installer := rbac.CRDInstallerClusterRole(lib).Rules
+	if !has(installer, "cache.example.com", "memcacheds", "", "patch") || !has(installer, "apiextensions.k8s.io", crds+"/status", crd, "update") {
+		t.Errorf("CRD installer: no storage migration of %s: %v", crd, installer)
+	}
+	out, err := rbac.Manifests(lib, "ops", true)
+	if err != nil || !strings.Contains(string(out), "kind: RoleBinding\nmetadata:\n  name: cuerator-conversion\n  namespace: ops\n") {
+		t.Errorf("Manifests: %v\n%s", err, out)
+	}
 }

@@ -93,6 +93,10 @@ type Cluster struct {
 	// DataDir is where data, certificates and logs live; empty when the
 	// cluster was not started by this package.
 	DataDir string
+	// EtcdURL is etcd's client URL (plain HTTP on loopback), for tests that
+	// check what the API server stored; empty when the cluster was not
+	// started by this package.
+	EtcdURL string
 
 	binDir        string
 	removeDataDir bool
@@ -378,6 +382,7 @@ func (c *Cluster) startControlPlane(ctx context.Context, certDir string) error {
 		Err:     etcdLog,
 	}
 	etcd.Configure().Set("listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	c.EtcdURL = etcd.URL.String()
 
 	api := &envtest.APIServer{
 		Path:    c.binary("kube-apiserver"),

@@ -39,6 +39,7 @@ var rules = []rule{
 	{of: "render", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate", module + "crdgen"}, deep: true, why: "rendering knows CUE, never the API server"},
 	{of: "crdgen", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "CRD generation knows CUE and the CRD format"},
 	{of: "compat", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "comparing two template modules knows their CRDs, never the cluster"},
+	{of: "convert", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "conversion knows the kinds' versions (through render) and the API server's conversion protocol, never applying children"},
 	{of: "apply", not: []string{cue, module + "render", module + "crdgen", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "applying knows the API server and the child contract, never CUE or the templates"},
 	{of: "preview", not: []string{module + "controllers", module + "generate", module + "cmd"}, deep: true, why: "the preview composes render and apply, nothing else"},
 	{of: "generate", not: []string{ssa, module + "apply", module + "preview", module + "controllers"}, deep: true, why: "generators are functions of the library"},
