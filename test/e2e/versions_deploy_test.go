@@ -98,7 +98,8 @@ func TestDeployedConversion(t *testing.T) {
 	})
 	cfg := rest.CopyConfig(testCluster.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + opNS + ":" + account}
-	opts := controllers.ManagerOptions{Options: quickReconciles, WatchNamespace: ns}
+	opts := controllers.ManagerOptions{Options: quickReconciles}
+	opts.WatchNamespace = ns
 	opts.Conversion = controllers.ConversionOptions{
 		BindAddress: net.JoinHostPort("127.0.0.1", fmt.Sprint(port)),
 		Service:     serviceRef,
