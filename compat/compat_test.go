@@ -27,7 +27,7 @@ _net:     net.IPv4
 _strings: strings.MinRunes
 
 #CRD: {group: "example.com", version: "` + version + `", kind: "Thing", plural: "things", scope: "Namespaced"}
-#Status: {}
+#Status: {...}
 #Spec: ` + api + "\n")},
 		"thing/thing.cue": {Data: []byte(`package thing
 

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"sort"
@@ -65,10 +66,12 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	// Fill a Go value rather than compiling CR bytes: the template's context
 	// then does not grow with every render.
 	filled := k.template.FillPath(pathCR, map[string]any{"metadata": meta, "spec": spec})
+	var random string
 	if k.usesRandom {
 		// A fresh secret each render (130 bits); a create-only child keeps
 		// the first one.
-		filled = filled.FillPath(pathRandom, rand.Text())
+		random = rand.Text()
+		filled = filled.FillPath(pathRandom, random)
 	}
 
 	// The input first: one bad field is then reported once, by its CR path,
@@ -88,7 +91,7 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	}
 	for iter.Next() {
 		key := iter.Selector().String()
-		obj, err := k.decodeChild(key, iter.Value(), owner)
+		obj, err := k.decodeChild(key, iter.Value(), owner, random)
 		if err != nil {
 			return nil, &TemplateError{Dir: k.Dir, Err: err}
 		}
@@ -105,28 +108,34 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	return out, nil
 }
 
-func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	where := "objects." + key
+func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructured, random string) (*unstructured.Unstructured, error) {
+	at := "objects." + key
 	// Through JSON, so that numbers become int64 as the API machinery expects.
 	raw, err := v.MarshalJSON()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", where, Diagnose(err))
+		return nil, fmt.Errorf("%s: %w", at, Diagnose(err))
 	}
 	obj := &unstructured.Unstructured{}
 	if err := obj.UnmarshalJSON(raw); err != nil {
-		return nil, fmt.Errorf("%s: not a Kubernetes object: %w", where, err)
+		return nil, fmt.Errorf("%s: not a Kubernetes object: %w", at, err)
+	}
+	// Load refuses the children it can see read random without being
+	// create-only; one that only this spec produces is refused here.
+	if random != "" && !child.CreateOnly(obj) && bytes.Contains(raw, []byte(random)) {
+		return nil, fmt.Errorf("%s%s reads random, and is not create-only: every render draws new random text, so every reconcile would rewrite it; annotate it %s: %s",
+			where(v.Pos()), at, child.AnnotationApply, child.ApplyCreateOnly)
 	}
 	gvk := obj.GroupVersionKind()
 	if !k.allowsChild(gvk) {
-		return nil, fmt.Errorf("%s: %s is not among the template's childKinds", where, gvk)
+		return nil, fmt.Errorf("%s: %s is not among the template's childKinds", at, gvk)
 	}
 	if obj.GetName() == "" {
-		return nil, fmt.Errorf("%s: metadata.name must be set", where)
+		return nil, fmt.Errorf("%s: metadata.name must be set", at)
 	}
 	if k.Namespaced {
 		// A namespaced CR owns children in its own namespace only.
 		if ns := obj.GetNamespace(); ns != "" && ns != cr.GetNamespace() {
-			return nil, fmt.Errorf("%s: metadata.namespace %q: children must stay in the CR's namespace %q", where, ns, cr.GetNamespace())
+			return nil, fmt.Errorf("%s: metadata.namespace %q: children must stay in the CR's namespace %q", at, ns, cr.GetNamespace())
 		}
 		obj.SetNamespace(cr.GetNamespace())
 	}

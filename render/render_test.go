@@ -195,7 +195,12 @@ func TestKeepsDigests(t *testing.T) {
 	if err := os.WriteFile(api, []byte(`package api
 #CRD: {group: "sec.test", version: "v1", kind: "X", plural: "xs", singular: "x", scope: "Namespaced"}
 #Spec: {}
-#Status: {inventory?: [...{id: string, v: string}]}
+#Status: {
+	observedGeneration?: int
+	conditions?: [...]
+	children?: [...]
+	inventory?: [...{id: string, v: string}]
+}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}

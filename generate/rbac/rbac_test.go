@@ -41,7 +41,7 @@ language: version: "v0.17.0"
 	"tree/api/api.cue": {Data: []byte(`package api
 #CRD: {group: "trees.example.com", version: "v1", kind: "Tree", plural: "treez", scope: "Namespaced"}
 #Spec: {}
-#Status: {}
+#Status: {...}
 `)},
 	"tree/tree.cue": {Data: []byte(`package tree
 childKinds: []
@@ -51,7 +51,7 @@ objects: {}
 	"forest/api/api.cue": {Data: []byte(`package api
 #CRD: {group: "forests.example.com", version: "v1", kind: "Forest", plural: "forests", scope: "Namespaced"}
 #Spec: {}
-#Status: {}
+#Status: {...}
 `)},
 	"forest/forest.cue": {Data: []byte(`package forest
 childKinds: [
