@@ -114,6 +114,9 @@ func GenerateWithWarnings(k *render.Kind) (*apiextensionsv1.CustomResourceDefini
 			Versions: versions,
 		},
 	}
+	if err := addScale(k, crd); err != nil {
+		return nil, nil, fmt.Errorf("kind %s: CRD: %w", k.GVK.Kind, err)
+	}
 	if err := validateCRD(crd); err != nil {
 		return nil, nil, fmt.Errorf("kind %s: generated CRD is invalid: %w", k.GVK.Kind, err)
 	}

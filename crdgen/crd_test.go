@@ -171,8 +171,12 @@ func TestCRDMemcached(t *testing.T) {
 	if v.Name != "v1alpha1" || !v.Served || !v.Storage {
 		t.Errorf("version %q served=%v storage=%v", v.Name, v.Served, v.Storage)
 	}
-	if v.Subresources == nil || v.Subresources.Status == nil || v.Subresources.Scale != nil {
-		t.Errorf("subresources: %+v", v.Subresources)
+	if v.Subresources == nil || v.Subresources.Status == nil || v.Subresources.Scale == nil {
+		t.Fatalf("subresources: %+v", v.Subresources)
+	}
+	if sc := v.Subresources.Scale; sc.SpecReplicasPath != ".spec.size" || sc.StatusReplicasPath != ".status.replicas" ||
+		sc.LabelSelectorPath == nil || *sc.LabelSelectorPath != ".status.selector" {
+		t.Errorf("scale subresource: %+v", sc)
 	}
 	var cols []string
 	for _, c := range v.AdditionalPrinterColumns {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/cuerator/cuerator/render"
@@ -128,6 +129,20 @@ func wantSelects(t *testing.T, what string, selector any, labels map[string]stri
 	}
 }
 
+// wantSelectorString checks that a selector in label selector syntax (the
+// scale subresource's status.selector) selects the pods with labels.
+func wantSelectorString(t *testing.T, selector any, pods map[string]string) {
+	t.Helper()
+	str, _ := selector.(string)
+	sel, err := labels.Parse(str)
+	if err != nil || str == "" {
+		t.Fatalf("selector %q: %v", str, err)
+	}
+	if !sel.Matches(labels.Set(pods)) {
+		t.Errorf("selector %q does not select the pods' labels %v", str, pods)
+	}
+}
+
 func podLabels(t *testing.T, workload *unstructured.Unstructured, templatePath ...string) map[string]string {
 	t.Helper()
 	l, _, err := unstructured.NestedStringMap(workload.Object, append(templatePath, "metadata", "labels")...)
@@ -221,7 +236,9 @@ func TestRenderWebAppSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]any{"url": "http://example.com", "readyReplicas": float64(0)}; !reflect.DeepEqual(status, want) {
+	// replicas and selector are what the scale subresource reports.
+	selector := "app.kubernetes.io/name=webapp,app.kubernetes.io/instance=my-webapp"
+	if want := map[string]any{"url": "http://example.com", "readyReplicas": float64(0), "replicas": float64(0), "selector": selector}; !reflect.DeepEqual(status, want) {
 		t.Errorf("status before the Deployment reports = %v, want %v", status, want)
 	}
 	status, err = out.Status(render.Observed{Children: map[string]any{
@@ -230,9 +247,10 @@ func TestRenderWebAppSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status["readyReplicas"] != float64(2) {
-		t.Errorf("status.readyReplicas = %v, want 2", status["readyReplicas"])
+	if status["readyReplicas"] != float64(2) || status["replicas"] != float64(3) {
+		t.Errorf("status.readyReplicas = %v, status.replicas = %v, want 2 and 3", status["readyReplicas"], status["replicas"])
 	}
+	wantSelectorString(t, status["selector"], podLabels(t, children(out)["deployment"], "spec", "template"))
 }
 
 func TestRenderWebAppDefaults(t *testing.T) {

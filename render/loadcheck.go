@@ -20,7 +20,9 @@ import (
 //     prunes what the CRD's schema does not have, so the conditions and the
 //     inventory vanish, and with the inventory pruning stops, silently;
 //   - a child that reads `random` and is not create-only: each render draws
-//     new random text, so every reconcile would rewrite that child.
+//     new random text, so every reconcile would rewrite that child;
+//   - a scale subresource (#CRD.scale) whose status fields the template
+//     does not project: an autoscaler would read 0 replicas, or no pods.
 
 // statusProbe holds one of each field cuerator writes into a status, as it
 // writes them (controllers/status.go and child.InventoryEntry).
@@ -185,4 +187,28 @@ func firstReason(err error) string {
 		return fe.String()
 	}
 	return err.Error()
+}
+
+// checkScale refuses a kind whose #CRD.scale reads status fields that the
+// template's status does not project.
+func (k *Kind) checkScale() error {
+	scale := k.API.LookupPath(cue.ParsePath("#CRD.scale"))
+	if !scale.Exists() {
+		return nil
+	}
+	for _, name := range []string{"statusReplicasPath", "labelSelectorPath"} {
+		p, err := scale.LookupPath(cue.ParsePath(name)).String()
+		if err != nil {
+			continue // crdgen reports a missing or malformed path
+		}
+		field, ok := strings.CutPrefix(p, ".status.")
+		if !ok {
+			continue
+		}
+		if !k.template.LookupPath(cue.ParsePath("status." + field)).Exists() {
+			return fmt.Errorf("%s#CRD.scale.%s is %q, and the template's status does not project %s: the scale subresource would report nothing there to kubectl scale and autoscalers",
+				where(scale.Pos()), name, p, "status."+field)
+		}
+	}
+	return nil
 }

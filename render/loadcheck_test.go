@@ -154,3 +154,24 @@ if cr.spec.mode == "token" {
 		t.Fatalf("mode token: want a template error naming objects.s and its file, got %v", err)
 	}
 }
+
+// A kind whose #CRD asks for the scale subresource must project the status
+// fields it reads, or kubectl scale and autoscalers would see nothing there.
+func TestLoadRefusesAScaleTheStatusDoesNotProject(t *testing.T) {
+	api := `package api
+#CRD: {
+	group: "sec.test", version: "v1", kind: "X", plural: "xs", singular: "x", scope: "Namespaced"
+	scale: {specReplicasPath: ".spec.replicas", statusReplicasPath: ".status.replicas", labelSelectorPath: ".status.selector"}
+}
+#Spec: {replicas: int | *1}
+#Status: {replicas?: int, selector?: string, ...}
+`
+	const head = "package x\nchildKinds: []\ncr: _\nobjects: {}\n"
+	_, err := moduleOf(t, api, head+"status: replicas: 1\n")
+	if err == nil || !strings.Contains(err.Error(), "x/api/api.cue:4: #CRD.scale.labelSelectorPath is \".status.selector\", and the template's status does not project status.selector") {
+		t.Errorf("want a refusal naming the file and status.selector, got %v", err)
+	}
+	if _, err := moduleOf(t, api, head+"status: {replicas: 1, selector: \"a=b\"}\n"); err != nil {
+		t.Error(err)
+	}
+}

@@ -85,13 +85,22 @@ func TestRenderMemcachedSample(t *testing.T) {
 		t.Errorf("pod selector = %v", out.PodSelector)
 	}
 
-	status, err := out.Status(render.Observed{Pods: []render.ObservedPod{{Name: "b"}, {Name: "a"}}})
+	status, err := out.Status(render.Observed{
+		Pods:     []render.ObservedPod{{Name: "b"}, {Name: "a"}},
+		Children: map[string]any{"deployment": map[string]any{"status": map[string]any{"replicas": int64(2)}}},
+	})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
 	if nodes, ok := status["nodes"].([]any); !ok || len(nodes) != 2 || nodes[0] != "b" {
 		t.Errorf("status.nodes = %v", status["nodes"])
 	}
+	// What the scale subresource reports: the Deployment's replicas, and a
+	// selector of the pods.
+	if status["replicas"] != float64(2) {
+		t.Errorf("status.replicas = %v, want 2", status["replicas"])
+	}
+	wantSelectorString(t, status["selector"], labels)
 }
 
 func TestRenderAppliesCUEDefaults(t *testing.T) {
