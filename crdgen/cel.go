@@ -676,21 +676,28 @@ func nameRules(def cue.Value) ([]apiextensionsv1.ValidationRule, []Warning) {
 	return rules, warnings
 }
 
-// applyBounds gives the nodes that rules need bounded a default maxLength,
-// maxItems or maxProperties, unless the schema sets one.
+// applyBounds gives every string, list and map of the spec that the schema
+// leaves unbounded a default maxLength, maxItems or maxProperties. A CR's
+// author controls how long they are, and a template's work (and the
+// operator's, rendering it) grows with them: a comprehension that pairs the
+// items of a list costs the square of its length. The nodes whose rules'
+// cost depends on a bound (w.bounded) need one for the API server's CEL
+// budget as well, and their warning says so.
 func (w *schemaWalk) applyBounds(s *apiextensionsv1.JSONSchemaProps, path string) {
+	why := "so that a CR's size, and the work its template does on it, stay bounded"
 	if w.bounded[path] {
-		switch {
-		case s.Type == "string" && s.MaxLength == nil:
-			s.MaxLength = crdPtr(int64(defaultMaxLength))
-			w.warn(path, "the CRD limits it to %d characters so that its CEL rules fit the API server's cost budget; the CUE schema does not (add strings.MaxRunes(n) to agree)", defaultMaxLength)
-		case s.Type == "array" && s.MaxItems == nil:
-			s.MaxItems = crdPtr(int64(defaultMaxItems))
-			w.warn(path, "the CRD limits it to %d items so that its CEL rules fit the API server's cost budget; the CUE schema does not (add list.MaxItems(n) to agree)", defaultMaxItems)
-		case s.Type == "object" && s.AdditionalProperties != nil && s.MaxProperties == nil:
-			s.MaxProperties = crdPtr(int64(defaultMaxProperties))
-			w.warn(path, "the CRD limits it to %d keys so that its CEL rules fit the API server's cost budget; the CUE schema does not (add struct.MaxFields(n) to agree)", defaultMaxProperties)
-		}
+		why = "so that its CEL rules fit the API server's cost budget"
+	}
+	switch {
+	case s.Type == "string" && s.MaxLength == nil && len(s.Enum) == 0:
+		s.MaxLength = crdPtr(int64(defaultMaxLength))
+		w.warn(path, "the CRD limits it to %d characters %s; the CUE schema does not (add strings.MaxRunes(n) to agree)", defaultMaxLength, why)
+	case s.Type == "array" && s.MaxItems == nil:
+		s.MaxItems = crdPtr(int64(defaultMaxItems))
+		w.warn(path, "the CRD limits it to %d items %s; the CUE schema does not (add list.MaxItems(n) to agree)", defaultMaxItems, why)
+	case s.Type == "object" && s.AdditionalProperties != nil && s.MaxProperties == nil:
+		s.MaxProperties = crdPtr(int64(defaultMaxProperties))
+		w.warn(path, "the CRD limits it to %d keys %s; the CUE schema does not (add struct.MaxFields(n) to agree)", defaultMaxProperties, why)
 	}
 	for name, p := range s.Properties {
 		w.applyBounds(&p, path+"."+name)

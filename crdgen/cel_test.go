@@ -208,24 +208,47 @@ func TestCELWarnings(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, w := range warnings {
-		got[w.Path] = w.Message
+		got[w.Path] += w.Message + "\n"
 	}
-	want := map[string]string{
+	const cel, size = "so that its CEL rules fit the API server's cost budget", "so that a CR's size, and the work its template does on it, stay bounded"
+	want := map[string][]string{
 		// No CEL form: named, and said to be checked elsewhere.
-		"spec.address": "net.IPv4() is not checked at admission (it has no CEL form); cuerator and cue vet check it",
+		"spec.address": {"net.IPv4() is not checked at admission (it has no CEL form); cuerator and cue vet check it", "the CRD limits it to 4096 characters " + size},
 		// Default bounds, where a rule's cost needs them.
-		"spec.hosts":        "the CRD limits it to 256 items",
-		"spec.hosts[].name": "the CRD limits it to 4096 characters",
-		"spec.prefix":       "the CRD limits it to 4096 characters",
-		"spec.quotas":       "the CRD limits it to 256 keys",
-		"spec.tiers":        "the CRD limits it to 256 items",
+		"spec.hosts":        {"the CRD limits it to 256 items " + cel},
+		"spec.hosts[].name": {"the CRD limits it to 4096 characters " + cel},
+		"spec.prefix":       {"the CRD limits it to 4096 characters " + cel},
+		"spec.quotas":       {"the CRD limits it to 256 keys " + cel},
+		"spec.tiers":        {"the CRD limits it to 256 items " + cel},
+		// And on every other string, list and map the schema leaves
+		// unbounded (enums are bounded by their values).
+		"spec.aliases":         {"the CRD limits it to 256 items " + size},
+		"spec.aliases[]":       {"the CRD limits it to 4096 characters " + size},
+		"spec.backup.schedule": {"4096 characters " + size},
+		"spec.config.known":    {"4096 characters " + size},
+		"spec.engine.image":    {"4096 characters " + size},
+		"spec.hosts[].alias":   {"4096 characters " + size},
+		"spec.labels":          {"the CRD limits it to 256 keys " + size, "add struct.MaxFields(n) to agree"},
+		"spec.labels[*]":       {"4096 characters " + size},
+		"spec.limits":          {"256 keys " + size},
+		"spec.nickname":        {"4096 characters " + size},
+		"spec.notRoot":         {"4096 characters " + size},
+		"spec.owner":           {"4096 characters " + size, "add strings.MaxRunes(n) to agree"},
+		"spec.ports[].name":    {"4096 characters " + size},
+		"spec.serial":          {"4096 characters " + size},
+		"spec.tags":            {"256 items " + size, "add list.MaxItems(n) to agree"},
+		"spec.tags[]":          {"4096 characters " + size},
+		"spec.tls.secret":      {"4096 characters " + size},
+		"spec.zone":            {"4096 characters " + size},
 	}
 	if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want))) {
 		t.Fatalf("warnings about %v, want %v:\n%v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)), warnings)
 	}
-	for path, w := range want {
-		if !strings.Contains(got[path], w) {
-			t.Errorf("%s: %q, want %q", path, got[path], w)
+	for path, ws := range want {
+		for _, w := range ws {
+			if !strings.Contains(got[path], w) {
+				t.Errorf("%s: %q, want %q", path, got[path], w)
+			}
 		}
 	}
 	root := crdRoot(t, crdWidget(t))
@@ -235,6 +258,20 @@ func TestCELWarnings(t *testing.T) {
 	// A bound the schema states is kept.
 	if p := crdProp(t, root, "spec.ports"); *p.MaxItems != 8 {
 		t.Errorf("spec.ports maxItems %v", *p.MaxItems)
+	}
+	if p := crdProp(t, root, "spec.name"); *p.MaxLength != 63 {
+		t.Errorf("spec.name maxLength %v", *p.MaxLength)
+	}
+	// An enum needs none.
+	if p := crdProp(t, root, "spec.mode"); p.MaxLength != nil {
+		t.Errorf("spec.mode (an enum) maxLength %v", *p.MaxLength)
+	}
+	// Every list, string and map of the spec is bounded.
+	if p := crdProp(t, root, "spec.tags"); p.MaxItems == nil || *p.MaxItems != defaultMaxItems {
+		t.Errorf("spec.tags maxItems %v", p.MaxItems)
+	}
+	if p := crdProp(t, root, "spec.tags[]"); p.MaxLength == nil || *p.MaxLength != defaultMaxLength {
+		t.Errorf("spec.tags[] maxLength %v", p.MaxLength)
 	}
 }
 
