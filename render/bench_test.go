@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cuerator/cuerator/render"
 )
 
 var examples = map[string]string{
@@ -19,7 +21,8 @@ var examples = map[string]string{
 // same objects as plain Go maps (a deep copy of the rendered ones allocates
 // exactly those maps). Run: go test ./engine -run '^$' -bench Render -benchmem
 func BenchmarkRender(b *testing.B) {
-	lib := loadLibrary(b)
+	lib := loadLibrary(b, render.InProcess())
+	workers := loadLibrary(b)
 	for _, kind := range lib.Kinds() {
 		cr := readCR(b, examples[kind.GVK.Kind])
 		cr.SetNamespace("bench")
@@ -28,6 +31,17 @@ func BenchmarkRender(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := kind.Render(cr); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// The operator's way: in a worker process, the request and the
+		// children through a pipe.
+		b.Run(kind.GVK.Kind+"/cue-in-worker", func(b *testing.B) {
+			b.ReportAllocs()
+			wk := workers.Kind(kind.GVK)
+			for b.Loop() {
+				if _, err := wk.Render(cr); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -56,7 +70,8 @@ func TestRenderHeapStaysFlat(t *testing.T) {
 	if n, err := fmt.Sscan(os.Getenv("CUERATOR_RENDERS"), &renders); n == 0 || err != nil {
 		renders = 5000
 	}
-	lib := loadLibrary(t)
+	// In this process: the heap measured is the one that evaluates.
+	lib := loadLibrary(t, render.InProcess())
 	kind := lib.Kind(memcachedGVK)
 	cr := readCR(t, examples["Memcached"])
 	render := func(n int) {

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+
+	"github.com/cuerator/cuerator/render"
 )
 
 // FuzzRender feeds arbitrary specs to every kind: a render may refuse one,
@@ -18,7 +20,9 @@ func FuzzRender(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	lib := loadLibrary(f)
+	// In this process, where a panic fails the fuzzer (in a worker it
+	// would only end the worker).
+	lib := loadLibrary(f, render.InProcess())
 	f.Fuzz(func(t *testing.T, spec []byte) {
 		var value any
 		if utiljson.Unmarshal(spec, &value) != nil {

@@ -44,6 +44,8 @@ type Kind struct {
 	keepsDigests bool
 	// keepsReconciler is set when #Status can name the process that wrote it.
 	keepsReconciler bool
+	// env is how the kind renders: its library's budget and evaluator.
+	env *environment
 }
 
 // PrinterColumn is an additional printer column of the CRD.

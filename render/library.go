@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -35,6 +36,7 @@ type Library struct {
 	// with it) must still be found as the same kind, not as a new one.
 	byGK   map[schema.GroupKind]*Kind
 	digest string
+	env    *environment
 }
 
 // Kinds returns the kinds in a stable order (by group, then kind).
@@ -48,11 +50,23 @@ func (l *Library) Kind(gvk schema.GroupVersionKind) *Kind { return l.byGK[gvk.Gr
 // Digest identifies the template sources; it changes whenever any file does.
 func (l *Library) Digest() string { return l.digest }
 
+// Close stops the library's worker processes; its kinds cannot render
+// afterwards. A library whose kinds are all unreachable is closed by the
+// garbage collector; Close does it at once.
+func (l *Library) Close() { l.env.eval.close() }
+
 // Load compiles every kind of the CUE module rooted at fsys. A kind is a
 // directory holding a template package with an `api` package beneath it.
 // Symbolic links inside fsys are followed (a mounted ConfigMap is made of
 // them); one that leads outside it is refused.
-func Load(fsys fs.FS) (*Library, error) {
+//
+// Renders run under DefaultBudget (see Budget), in worker processes,
+// unless opts say otherwise.
+func Load(fsys fs.FS, opts ...Option) (*Library, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	fsys = followLinks(fsys)
 	if _, err := fs.Stat(fsys, "cue.mod/module.cue"); err != nil {
 		return nil, fmt.Errorf("template module: cue.mod/module.cue not found: %w", err)
@@ -71,7 +85,9 @@ func Load(fsys fs.FS) (*Library, error) {
 
 	// A template evaluates with no access to the network or the host: module
 	// dependencies are refused and @embed only reads inside the module.
-	cfg := &load.Config{FS: fsys, Dir: "/", ModuleRoot: "/", Registry: noRegistry{}}
+	// What the loader reads is what a worker process loads again.
+	recorded := newRecordingFS(fsys)
+	cfg := &load.Config{FS: recorded, Dir: "/", ModuleRoot: "/", Registry: noRegistry{}}
 	args := make([]string, 0, 2*len(dirs))
 	for _, d := range dirs {
 		args = append(args, "./"+d, "./"+d+"/api")
@@ -108,6 +124,17 @@ func Load(fsys fs.FS) (*Library, error) {
 		lib.byGK[k.GVK.GroupKind()] = k
 		lib.kinds = append(lib.kinds, k)
 	}
+	var files map[string][]byte
+	if !o.inProcess {
+		files = recorded.Files()
+	}
+	lib.env = newEnvironment(o, files)
+	for _, k := range lib.kinds {
+		k.env = lib.env
+	}
+	// Once neither the library nor any of its kinds can render, its
+	// workers go.
+	runtime.AddCleanup(lib.env, func(eval evaluator) { eval.close() }, lib.env.eval)
 	sort.Slice(lib.kinds, func(i, j int) bool {
 		a, b := lib.kinds[i].GVK, lib.kinds[j].GVK
 		if a.Group != b.Group {

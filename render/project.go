@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"cuelang.org/go/cue"
@@ -22,8 +23,9 @@ type ObservedPod struct {
 	Phase string `json:"phase,omitempty"`
 }
 
-// Status evaluates the template's `status` with what was observed. It
-// returns nil when the template projects no status.
+// Status evaluates the template's `status` with what was observed, under
+// the render's time budget. It returns nil when the template projects no
+// status.
 func (r *Rendered) Status(obs Observed) (map[string]any, error) {
 	if obs.Pods == nil {
 		obs.Pods = []ObservedPod{}
@@ -31,7 +33,27 @@ func (r *Rendered) Status(obs Observed) (map[string]any, error) {
 	if obs.Children == nil {
 		obs.Children = map[string]any{}
 	}
-	v := r.filled.FillPath(pathObserved, obs).LookupPath(pathStatus)
+	if r.kind == nil {
+		return nil, fmt.Errorf("status projection: not a render's outcome")
+	}
+	env := r.kind.environment()
+	key, memo := keyOf(r.kind.Dir, "status", r.input, obs)
+	if memo {
+		if err := env.overBudget.get(key); err != nil {
+			return nil, fmt.Errorf("status projection: %w", err)
+		}
+	}
+	status, err := env.eval.status(r, obs)
+	if berr := (*BudgetError)(nil); memo && errors.As(err, &berr) {
+		env.overBudget.put(key, berr)
+	}
+	return status, err
+}
+
+// projectStatus evaluates the status of a filled template with observed
+// (an Observed, or the same as a map).
+func projectStatus(filled cue.Value, observed any) (map[string]any, error) {
+	v := filled.FillPath(pathObserved, observed).LookupPath(pathStatus)
 	if !v.Exists() {
 		return nil, nil
 	}

@@ -2,7 +2,7 @@ package render
 
 import (
 	"bytes"
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -30,18 +30,74 @@ type Rendered struct {
 	// the template observes no pods.
 	PodSelector map[string]string
 
+	kind *Kind
+	// input and random are what the template was filled with: a status
+	// projection in a worker process fills them again.
+	input  map[string]any
+	random string
+	// filled is the filled template, when the render evaluated in this
+	// process.
 	filled cue.Value
+}
+
+// evaluation is what evaluating a template yields, in whichever process:
+// the children (not yet stamped as the CR's, in the template's order), their
+// keys and the pod selector.
+type evaluation struct {
+	objects     []*unstructured.Unstructured
+	keys        []string
+	podSelector map[string]string
+	filled      cue.Value
 }
 
 // Render unifies cr with the kind's template and returns its children.
 // The CR's spec must already carry its defaults where the API server applied
-// them; CUE applies the same defaults for offline renders.
+// them; CUE applies the same defaults for offline renders. A render runs
+// under its library's Budget; one over it returns a *BudgetError.
 func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	owner := cr
 	cr, err := k.inTemplateVersion(cr)
 	if err != nil {
 		return nil, err
 	}
+	input, err := inputOf(cr)
+	if err != nil {
+		return nil, err
+	}
+	env := k.environment()
+	var random string
+	if k.usesRandom {
+		random = env.random()
+	}
+	key, memo := keyOf(k.Dir, "render", input, nil)
+	if memo {
+		if err := env.overBudget.get(key); err != nil {
+			return nil, err
+		}
+	}
+	ev, err := env.eval.render(k, input, random)
+	if berr := (*BudgetError)(nil); memo && errors.As(err, &berr) {
+		env.overBudget.put(key, berr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &Rendered{
+		Objects: ev.objects, Keys: ev.keys, PodSelector: ev.podSelector,
+		kind: k, input: input, random: random, filled: ev.filled,
+	}
+	// Children are owned by the CR as it was read, in its own version.
+	stamp := k.Owner(owner)
+	for _, obj := range out.Objects {
+		child.Stamp(obj, stamp)
+	}
+	sort.Sort(byApplyOrder{out})
+	return out, nil
+}
+
+// inputOf is what a template's `cr` is filled with: the CR's metadata and
+// spec.
+func inputOf(cr *unstructured.Unstructured) (map[string]any, error) {
 	spec, _, err := unstructured.NestedMap(cr.Object, "spec")
 	if err != nil {
 		return nil, &ValidationError{Errs: []FieldError{{Path: "spec", Message: "must be an object"}}}
@@ -62,17 +118,27 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	if spec == nil {
 		spec = map[string]any{}
 	}
+	return map[string]any{"metadata": meta, "spec": spec}, nil
+}
 
+// fill fills the template with a CR's input and random text.
+func (k *Kind) fill(input map[string]any, random string) cue.Value {
 	// Fill a Go value rather than compiling CR bytes: the template's context
 	// then does not grow with every render.
-	filled := k.template.FillPath(pathCR, map[string]any{"metadata": meta, "spec": spec})
-	var random string
+	filled := k.template.FillPath(pathCR, input)
 	if k.usesRandom {
 		// A fresh secret each render (130 bits); a create-only child keeps
 		// the first one.
-		random = rand.Text()
 		filled = filled.FillPath(pathRandom, random)
 	}
+	return filled
+}
+
+// evaluate fills the template and decodes its children, within the
+// budget's limits on their number and size. It is the work a worker
+// process does, and what an in-process render runs under its deadline.
+func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluation, error) {
+	filled := k.fill(input, random)
 
 	// The input first: one bad field is then reported once, by its CR path,
 	// not once for every place of the template that uses it.
@@ -84,63 +150,80 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 		return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
 	}
 
-	out := &Rendered{filled: filled}
+	out := &evaluation{filled: filled}
 	iter, err := objects.Fields()
 	if err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("objects: %w", Diagnose(err))}
 	}
+	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
+	total := 0
 	for iter.Next() {
 		key := iter.Selector().String()
-		obj, err := k.decodeChild(key, iter.Value(), owner, random)
-		if err != nil {
-			return nil, &TemplateError{Dir: k.Dir, Err: err}
+		if len(out.keys) == b.Children {
+			return nil, &BudgetError{Budget: BudgetChildren, Limit: fmt.Sprintf("%d children", b.Children),
+				Detail: fmt.Sprintf("objects has more than %d", b.Children)}
 		}
-		out.Objects = append(out.Objects, obj)
-		out.Keys = append(out.Keys, key)
+		obj, size, err := k.decodeChild(key, iter.Value(), namespace, random, b)
+		if err != nil {
+			return nil, err
+		}
+		if total += size; total > b.Bytes {
+			return nil, &BudgetError{Budget: BudgetSize, Limit: mib(b.Bytes) + " of children",
+				Detail: fmt.Sprintf("the children up to objects.%s are %s of JSON together", key, mib(total))}
+		}
+		out.objects = append(out.objects, obj)
+		out.keys = append(out.keys, key)
 	}
-	sort.Sort(byApplyOrder{out})
 
 	if sel := filled.LookupPath(pathObserve); sel.Exists() {
-		if err := sel.Decode(&out.PodSelector); err != nil {
+		if err := sel.Decode(&out.podSelector); err != nil {
 			return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("observe.pods.matchLabels: %w", Diagnose(err))}
 		}
 	}
 	return out, nil
 }
 
-func (k *Kind) decodeChild(key string, v cue.Value, cr *unstructured.Unstructured, random string) (*unstructured.Unstructured, error) {
+// decodeChild turns the child at objects.<key> into an object, and returns
+// its size as JSON.
+func (k *Kind) decodeChild(key string, v cue.Value, namespace, random string, b Budget) (*unstructured.Unstructured, int, error) {
 	at := "objects." + key
 	// Through JSON, so that numbers become int64 as the API machinery expects.
 	raw, err := v.MarshalJSON()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", at, Diagnose(err))
+		return nil, 0, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("%s: %w", at, Diagnose(err))}
+	}
+	if len(raw) > b.ChildBytes {
+		return nil, 0, &BudgetError{Budget: BudgetSize, Limit: mib(b.ChildBytes) + " a child",
+			Detail: fmt.Sprintf("%s is %s of JSON; the API server stores no ConfigMap or Secret above 1 MiB, and etcd no object above 1.5 MiB", at, mib(len(raw)))}
 	}
 	obj := &unstructured.Unstructured{}
 	if err := obj.UnmarshalJSON(raw); err != nil {
-		return nil, fmt.Errorf("%s: not a Kubernetes object: %w", at, err)
+		return nil, 0, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("%s: not a Kubernetes object: %w", at, err)}
+	}
+	fail := func(format string, args ...any) (*unstructured.Unstructured, int, error) {
+		return nil, 0, &TemplateError{Dir: k.Dir, Err: fmt.Errorf(format, args...)}
 	}
 	// Load refuses the children it can see read random without being
 	// create-only; one that only this spec produces is refused here.
 	if random != "" && !child.CreateOnly(obj) && bytes.Contains(raw, []byte(random)) {
-		return nil, fmt.Errorf("%s%s reads random, and is not create-only: every render draws new random text, so every reconcile would rewrite it; annotate it %s: %s",
+		return fail("%s%s reads random, and is not create-only: every render draws new random text, so every reconcile would rewrite it; annotate it %s: %s",
 			where(v.Pos()), at, child.AnnotationApply, child.ApplyCreateOnly)
 	}
 	gvk := obj.GroupVersionKind()
 	if !k.allowsChild(gvk) {
-		return nil, fmt.Errorf("%s: %s is not among the template's childKinds", at, gvk)
+		return fail("%s: %s is not among the template's childKinds", at, gvk)
 	}
 	if obj.GetName() == "" {
-		return nil, fmt.Errorf("%s: metadata.name must be set", at)
+		return fail("%s: metadata.name must be set", at)
 	}
 	if k.Namespaced {
 		// A namespaced CR owns children in its own namespace only.
-		if ns := obj.GetNamespace(); ns != "" && ns != cr.GetNamespace() {
-			return nil, fmt.Errorf("%s: metadata.namespace %q: children must stay in the CR's namespace %q", at, ns, cr.GetNamespace())
+		if ns := obj.GetNamespace(); ns != "" && ns != namespace {
+			return fail("%s: metadata.namespace %q: children must stay in the CR's namespace %q", at, ns, namespace)
 		}
-		obj.SetNamespace(cr.GetNamespace())
+		obj.SetNamespace(namespace)
 	}
-	child.Stamp(obj, k.Owner(cr))
-	return obj, nil
+	return obj, len(raw), nil
 }
 
 // byApplyOrder sorts children in the contract's apply order (CRDs and

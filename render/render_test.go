@@ -17,12 +17,15 @@ import (
 
 var memcachedGVK = schema.GroupVersionKind{Group: "cache.example.com", Version: "v1alpha1", Kind: "Memcached"}
 
-func loadLibrary(t testing.TB) *render.Library {
+// loadLibrary loads the shipped kinds as the operator does: renders run in
+// worker processes.
+func loadLibrary(t testing.TB, opts ...render.Option) *render.Library {
 	t.Helper()
-	lib, err := render.Load(schemas.FS)
+	lib, err := render.Load(schemas.FS, opts...)
 	if err != nil {
 		t.Fatalf("load embedded templates: %v", err)
 	}
+	t.Cleanup(lib.Close)
 	return lib
 }
 
