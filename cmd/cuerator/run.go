@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/cuerator/cuerator/controllers"
+	"github.com/cuerator/cuerator/render"
 )
 
 func runCmd(templates *string) *cobra.Command {
@@ -27,6 +29,7 @@ func runCmd(templates *string) *cobra.Command {
 	var qps float32
 	var burst int
 	var kube kubectlFlags
+	var renderMemory string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the operator against the cluster of the kubeconfig (or in-cluster)",
@@ -51,8 +54,11 @@ so it takes no -n.`,
 			if qps <= 0 || burst < 1 {
 				return fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d: both must be positive", qps, burst)
 			}
+			if err := setRenderBudget(renderMemory); err != nil {
+				return err
+			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			lib, err := loadLibrary(*templates)
+			lib, err := loadOperatorLibrary(*templates)
 			if err != nil {
 				return err
 			}
@@ -93,11 +99,34 @@ so it takes no -n.`,
 	f.StringVar(&opts.Conversion.Service, "conversion-webhook-service", "", "the Service in front of the conversion webhook (namespace/name[:port]): with --templates, set in the CRDs instead of --conversion-webhook-url; the names --webhook-cert-secret's certificate is for")
 	f.StringVar(&opts.WatchNamespace, "watch-namespace", "", "reconcile the CRs of this namespace only (default: all namespaces)")
 	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
+	f.DurationVar(&render.DefaultBudget.Time, "render-timeout", render.DefaultBudget.Time, "how long one render (or status projection) of a CR may evaluate; a CR over it is Stalled, naming the budget")
+	f.StringVar(&renderMemory, "render-memory", resource.NewQuantity(render.DefaultBudget.Memory, resource.BinarySI).String(), "heap one render worker may use; a CR whose render needs more is Stalled, naming the budget")
+	f.IntVar(&render.DefaultWorkers, "render-workers", render.DefaultWorkers, "render worker processes, each evaluating one CR at a time (memory: up to this many times --render-memory)")
 	kube = addKubectlFlags(cmd, false)
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
 	return cmd
+}
+
+// setRenderBudget checks the --render-* flags; --render-timeout and
+// --render-workers are set in place.
+func setRenderBudget(memory string) error {
+	if render.DefaultBudget.Time <= 0 {
+		return fmt.Errorf("--render-timeout %s: must be positive", render.DefaultBudget.Time)
+	}
+	if render.DefaultWorkers < 1 {
+		return fmt.Errorf("--render-workers %d: must be at least 1", render.DefaultWorkers)
+	}
+	q, err := resource.ParseQuantity(memory)
+	if err != nil {
+		return fmt.Errorf("--render-memory %q: %w", memory, err)
+	}
+	if q.Value() < 16<<20 {
+		return fmt.Errorf("--render-memory %s: must be at least 16Mi (a worker's loaded templates take some)", memory)
+	}
+	render.DefaultBudget.Memory = q.Value()
+	return nil
 }
 
 // isLoopback reports whether addr (host:port) serves this machine only:
