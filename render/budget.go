@@ -140,10 +140,11 @@ func mib(n int) string {
 type Option func(*options)
 
 type options struct {
-	budget    Budget
-	inProcess bool
-	workers   int
-	random    func() string
+	budget        Budget
+	inProcess     bool
+	workers       int
+	random        func() string
+	checkChildren bool
 }
 
 // WithBudget sets the budget of every render; zero fields keep
@@ -158,6 +159,15 @@ func InProcess() Option { return func(o *options) { o.inProcess = true } }
 
 // Workers sets how many worker processes evaluate at once (at least 1).
 func Workers(n int) Option { return func(o *options) { o.workers = max(n, 1) } }
+
+// CheckChildren has every render check its children against the
+// Kubernetes API's schemas of their kinds, offline (package kubeschema): a
+// field the API server does not know, or a value of the wrong type, fails
+// the render as a *TemplateError naming the field and its file:line. The
+// API server checks them anyway when they are applied; this is for the CLI
+// (vet, render, test), which has no API server. Children of kinds with no
+// built-in schema are listed in Rendered.Unchecked.
+func CheckChildren() Option { return func(o *options) { o.checkChildren = true } }
 
 // Random replaces the random text a template reads (`random`): for tests
 // whose expected children must not change from run to run.

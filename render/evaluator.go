@@ -18,21 +18,22 @@ type evaluator interface {
 // environment is how a library's kinds render: their budget, where they
 // evaluate, and the inputs known to be over budget.
 type environment struct {
-	budget     Budget
-	eval       evaluator
-	overBudget *overBudget
-	random     func() string
+	budget        Budget
+	eval          evaluator
+	overBudget    *overBudget
+	random        func() string
+	checkChildren bool
 }
 
 func newEnvironment(o options, files map[string][]byte) *environment {
-	env := &environment{budget: o.budget.withDefaults(), overBudget: newOverBudget(), random: o.random}
+	env := &environment{budget: o.budget.withDefaults(), overBudget: newOverBudget(), random: o.random, checkChildren: o.checkChildren}
 	if env.random == nil {
 		env.random = rand.Text
 	}
 	if o.inProcess || files == nil {
 		env.eval = newInProcess(env.budget)
 	} else {
-		env.eval = newWorkerPool(files, env.budget, o.workers)
+		env.eval = newWorkerPool(files, env.budget, o.workers, o.checkChildren)
 	}
 	return env
 }

@@ -29,6 +29,10 @@ type Rendered struct {
 	// PodSelector selects the pods whose names the status reports; nil when
 	// the template observes no pods.
 	PodSelector map[string]string
+	// Unchecked lists the keys of the children that CheckChildren left
+	// unchecked: their kinds (a CRD's) have no built-in schema. Empty
+	// unless the library checks children.
+	Unchecked []string
 
 	kind *Kind
 	// input and random are what the template was filled with: a status
@@ -47,6 +51,7 @@ type evaluation struct {
 	objects     []*unstructured.Unstructured
 	keys        []string
 	podSelector map[string]string
+	unchecked   []string
 	filled      cue.Value
 }
 
@@ -83,7 +88,7 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 		return nil, err
 	}
 	out := &Rendered{
-		Objects: ev.objects, Keys: ev.keys, PodSelector: ev.podSelector,
+		Objects: ev.objects, Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
 		kind: k, input: input, random: random, filled: ev.filled,
 	}
 	// Children are owned by the CR as it was read, in its own version.
@@ -135,7 +140,8 @@ func (k *Kind) fill(input map[string]any, random string) cue.Value {
 }
 
 // evaluate fills the template and decodes its children, within the
-// budget's limits on their number and size. It is the work a worker
+// budget's limits on their number and size, and checks them against their
+// kinds' built-in schemas if the library does. It is the work a worker
 // process does, and what an in-process render runs under its deadline.
 func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluation, error) {
 	filled := k.fill(input, random)
@@ -157,6 +163,7 @@ func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluat
 	}
 	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
 	total := 0
+	var issues []FieldError
 	for iter.Next() {
 		key := iter.Selector().String()
 		if len(out.keys) == b.Children {
@@ -173,6 +180,16 @@ func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluat
 		}
 		out.objects = append(out.objects, obj)
 		out.keys = append(out.keys, key)
+		if k.environment().checkChildren {
+			found, known := checkChild(obj, iter.Value(), k.Dir, "objects."+key)
+			issues = append(issues, found...)
+			if !known {
+				out.unchecked = append(out.unchecked, key)
+			}
+		}
+	}
+	if len(issues) > 0 {
+		return nil, &TemplateError{Dir: k.Dir, Err: &ValidationError{Errs: issues}}
 	}
 
 	if sel := filled.LookupPath(pathObserve); sel.Exists() {

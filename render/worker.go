@@ -65,8 +65,9 @@ func init() {
 
 // workerHello is the parent's first message: the module and the budget.
 type workerHello struct {
-	Files  map[string][]byte `json:"files"`
-	Budget Budget            `json:"budget"`
+	Files         map[string][]byte `json:"files"`
+	Budget        Budget            `json:"budget"`
+	CheckChildren bool              `json:"checkChildren,omitempty"`
 }
 
 type workerRequest struct {
@@ -82,6 +83,7 @@ type workerResponse struct {
 	Objects     []json.RawMessage `json:"objects,omitempty"`
 	Keys        []string          `json:"keys,omitempty"`
 	PodSelector map[string]string `json:"podSelector,omitempty"`
+	Unchecked   []string          `json:"unchecked,omitempty"`
 	Status      json.RawMessage   `json:"status,omitempty"`
 	Err         *wireError        `json:"err,omitempty"`
 }
@@ -200,7 +202,11 @@ func serveWorker(in io.Reader, out io.Writer) int {
 	// The parent keeps the time (Time 0: no deadline here).
 	inner := budget
 	inner.Time = 0
-	lib, err := Load(fstest.MapFS(mapFiles(hello.Files)), InProcess(), WithBudget(inner))
+	opts := []Option{InProcess(), WithBudget(inner)}
+	if hello.CheckChildren {
+		opts = append(opts, CheckChildren())
+	}
+	lib, err := Load(fstest.MapFS(mapFiles(hello.Files)), opts...)
 	if err := writeFrame(w, workerResponse{Err: toWire(err)}); err != nil || lib == nil {
 		return exitProtocol
 	}
@@ -258,7 +264,7 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 		if err != nil {
 			return fail(err)
 		}
-		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector}
+		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked}
 		for _, obj := range ev.objects {
 			b, err := obj.MarshalJSON()
 			if err != nil {
@@ -334,11 +340,11 @@ type worker struct {
 	usedAt time.Time
 }
 
-func newWorkerPool(files map[string][]byte, b Budget, size int) *workerPool {
+func newWorkerPool(files map[string][]byte, b Budget, size int, checkChildren bool) *workerPool {
 	if size <= 0 {
 		size = DefaultWorkers
 	}
-	return &workerPool{hello: workerHello{Files: files, Budget: b}, budget: b, slots: make(chan struct{}, size), free: make(chan struct{}, size)}
+	return &workerPool{hello: workerHello{Files: files, Budget: b, CheckChildren: checkChildren}, budget: b, slots: make(chan struct{}, size), free: make(chan struct{}, size)}
 }
 
 func (p *workerPool) render(k *Kind, input map[string]any, random string) (*evaluation, error) {
@@ -350,7 +356,7 @@ func (p *workerPool) render(k *Kind, input map[string]any, random string) (*eval
 	if err != nil {
 		return nil, err
 	}
-	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector}
+	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked}
 	if len(resp.Objects) != len(resp.Keys) {
 		return nil, fmt.Errorf("render worker: %d objects for %d keys", len(resp.Objects), len(resp.Keys))
 	}
