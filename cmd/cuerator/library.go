@@ -10,9 +10,11 @@ import (
 
 // loadLibrary loads the template module in dir, or the built-in one, for a
 // command that exits when done: renders evaluate in this process, and one
-// over its time budget ends with the command (see render.Budget).
+// over its time budget ends with the command (see render.Budget); children
+// are checked offline against their kinds' built-in schemas, as the API
+// server would check them.
 func loadLibrary(dir string) (*render.Library, error) {
-	return load(dir, render.InProcess())
+	return load(dir, render.InProcess(), render.CheckChildren())
 }
 
 // loadOperatorLibrary loads the template module for the operator: renders

@@ -32,7 +32,7 @@ func newRootCmd() *cobra.Command {
 	var templates string
 	root.PersistentFlags().StringVar(&templates, "templates", "", "directory of a CUE template module to use instead of the built-in one")
 	root.AddCommand(runCmd(&templates), crdsCmd(&templates), renderCmd(&templates), vetCmd(&templates), rbacCmd(&templates))
-	root.AddCommand(diffCmd(&templates), checkCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates), configMapCmd(&templates), chartCmd(&templates), migrateCmd(&templates), versionCmd())
+	root.AddCommand(testCmd(&templates), diffCmd(&templates), checkCmd(&templates), argoCDHealthCmd(&templates), bundleCmd(&templates), configMapCmd(&templates), chartCmd(&templates), migrateCmd(&templates), versionCmd())
 	return root
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -44,6 +45,7 @@ kubectl gives them.`,
 				return err
 			}
 			var children []*unstructured.Unstructured
+			notes := uncheckedNotes{}
 			for i, cr := range crs {
 				if cr.GetNamespace() == "" {
 					cr.SetNamespace(namespace)
@@ -53,6 +55,7 @@ kubectl gives them.`,
 					return fmt.Errorf("%s: document %d (%s %s): %w", file, i, cr.GetKind(), cr.GetName(), err)
 				}
 				children = append(children, r.Objects...)
+				notes.add(cmd.ErrOrStderr(), r)
 			}
 			return writeObjects(cmd.OutOrStdout(), format, children)
 		},
@@ -79,4 +82,22 @@ func readFile(name string) ([]*unstructured.Unstructured, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return objs, nil
+}
+
+// uncheckedNotes says once per kind which children no built-in schema
+// checked offline (a CRD's kinds): the API server checks them at apply.
+type uncheckedNotes map[string]bool
+
+func (n uncheckedNotes) add(w io.Writer, r *render.Rendered) {
+	for i, key := range r.Keys {
+		if !slices.Contains(r.Unchecked, key) {
+			continue
+		}
+		gvk := r.Objects[i].GroupVersionKind()
+		if n[gvk.String()] {
+			continue
+		}
+		n[gvk.String()] = true
+		fmt.Fprintf(w, "note: %s %s children (objects.%s) are not checked offline: a CRD defines the kind, and no built-in schema has it\n", gvk.Kind, gvk.GroupVersion(), key)
+	}
 }

@@ -14,7 +14,7 @@ func vetCmd(templates *string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vet -f FILE...",
 		Short: "Validate CR files against their kinds' schemas and templates",
-		Long:  "vet checks every document of every file as the cluster would, and renders it. It reports each invalid document with its file, document index, field path and reason, and exits 1 if any is invalid.",
+		Long:  "vet checks every document of every file as the cluster would, and renders it, checking each child against the Kubernetes API's schema of its kind. It reports each invalid document with its file, document index, field path and reason (and, for a child's field, the template's file:line), and exits 1 if any is invalid.",
 		Example: `  # In CI, before a merge
   cuerator vet -f examples/memcached-sample.yaml -f clusters/prod/caches.yaml`,
 		Args: cobra.NoArgs,
@@ -24,6 +24,7 @@ func vetCmd(templates *string) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			notes := uncheckedNotes{}
 			invalid := 0
 			for _, file := range files {
 				crs, err := readFile(file)
@@ -36,8 +37,9 @@ func vetCmd(templates *string) *cobra.Command {
 					if cr.GetNamespace() == "" {
 						cr.SetNamespace("default")
 					}
-					_, err := lib.RenderCR(cr)
+					r, err := lib.RenderCR(cr)
 					if err == nil {
+						notes.add(cmd.ErrOrStderr(), r)
 						continue
 					}
 					invalid++

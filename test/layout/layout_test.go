@@ -37,6 +37,8 @@ var (
 var rules = []rule{
 	{of: "child", not: []string{cue, ssa, module}, deep: true, why: "the child contract knows object metadata only"},
 	{of: "render", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate", module + "crdgen"}, deep: true, why: "rendering knows CUE, never the API server"},
+	{of: "kubeschema", not: []string{cue, ssa, module}, deep: true, why: "the Kubernetes API's schemas of the built-in kinds know nothing of CUE or of cuerator"},
+	{of: "templatetest", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate", module + "crdgen"}, deep: true, why: "a template module's tests render offline, with no cluster"},
 	{of: "crdgen", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "CRD generation knows CUE and the CRD format"},
 	{of: "compat", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "comparing two template modules knows their CRDs, never the cluster"},
 	{of: "convert", not: []string{ssa, module + "apply", module + "preview", module + "controllers", module + "generate"}, deep: true, why: "conversion knows the kinds' versions (through render) and the API server's conversion protocol, never applying children"},
