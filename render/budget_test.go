@@ -88,7 +88,7 @@ func wantBudget(t *testing.T, err error, budget string) *render.BudgetError {
 // worker that evaluated it is killed, so this process's memory stays where
 // it was; and other CRs render meanwhile and afterwards.
 func TestRenderOverTimeBudgetIsStopped(t *testing.T) {
-	lib, err := render.Load(os.DirFS(pairsModule(t)), render.WithBudget(render.Budget{Time: 2 * time.Second, Memory: 1 << 30}), render.Workers(2))
+	lib, err := render.Load(os.DirFS(pairsModule(t)), render.WithBudget(render.Budget{Time: 2 * time.Second, Memory: 768 << 20}), render.Workers(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +152,15 @@ func TestRenderOverMemoryBudgetIsStopped(t *testing.T) {
 	}
 }
 
-// In-process (the CLI), a render over its time is given up on too.
+// In-process (the CLI), a render over its time is given up on too. The
+// evaluation goes on in the background until it ends, so this one is
+// small: a few seconds and some 100 MiB, against a budget of 200 ms.
 func TestRenderInProcessOverTimeBudget(t *testing.T) {
-	lib, err := render.Load(os.DirFS(pairsModule(t)), render.InProcess(), render.WithBudget(render.Budget{Time: time.Second}))
+	lib, err := render.Load(os.DirFS(pairsModule(t)), render.InProcess(), render.WithBudget(render.Budget{Time: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lib.RenderCR(pairsCR("runaway", 1000))
+	_, err = lib.RenderCR(pairsCR("runaway", 200))
 	wantBudget(t, err, render.BudgetTime)
 }
 

@@ -1,8 +1,10 @@
 // Package render loads a CUE template module and turns custom resources
-// into the objects they stand for, with no cluster: the library of kinds,
-// the checks a CR passes before its render, the render itself, the
-// template's status projection and the diagnostics of CUE errors. It knows
-// CUE and Kubernetes objects; it never talks to an API server.
+// into the objects they stand for, with no cluster: the library of kinds
+// (and the checks a module passes when it loads), the checks a CR passes
+// before its render, the render itself under its budget (budget.go; the
+// operator's renders run in worker processes, worker.go), the template's
+// status projection and the diagnostics of CUE errors. It knows CUE and
+// Kubernetes objects; it never talks to an API server.
 package render
 
 import (
