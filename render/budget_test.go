@@ -279,3 +279,63 @@ func TestRenderInWorkersAgreesWithInProcess(t *testing.T) {
 		}
 	}
 }
+
+// workerCount counts this process's children (Linux /proc): its render
+// workers.
+func workerCount(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	n := 0
+	for _, e := range entries {
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
+			n++
+		}
+	}
+	return n
+}
+
+// Workers start when renders need them, at most Workers of them, and end
+// with the library.
+func TestWorkersEndWithTheLibrary(t *testing.T) {
+	before := workerCount(t)
+	lib, err := render.Load(schemas.FS, render.Workers(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := workerCount(t) - before; n != 0 {
+		t.Errorf("%d workers before any render", n)
+	}
+	cr := readCR(t, "../examples/memcached-sample.yaml")
+	cr.SetNamespace("a")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := lib.RenderCR(cr); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := workerCount(t) - before; n < 1 || n > 2 {
+		t.Errorf("%d workers for 8 concurrent renders, want 1 or 2", n)
+	}
+	lib.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for workerCount(t) > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers left after Close", workerCount(t)-before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := lib.RenderCR(cr); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("a render after Close: %v", err)
+	}
+}
