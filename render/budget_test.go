@@ -88,7 +88,7 @@ func wantBudget(t *testing.T, err error, budget string) *render.BudgetError {
 // worker that evaluated it is killed, so this process's memory stays where
 // it was; and other CRs render meanwhile and afterwards.
 func TestRenderOverTimeBudgetIsStopped(t *testing.T) {
-	lib, err := render.Load(os.DirFS(pairsModule(t)), render.WithBudget(render.Budget{Time: 2 * time.Second, Memory: 768 << 20}), render.Workers(2))
+	lib, err := render.Load(os.DirFS(pairsModule(t)), render.WithBudget(render.Budget{Time: 500 * time.Millisecond, Memory: 1536 << 20}), render.Workers(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func TestRenderOverTimeBudgetIsStopped(t *testing.T) {
 	}
 	wg.Wait()
 	berr := wantBudget(t, runawayErr, render.BudgetTime)
-	if berr.Limit != "2s" {
-		t.Errorf("limit %q, want 2s", berr.Limit)
+	if berr.Limit != "500ms" {
+		t.Errorf("limit %q, want 500ms", berr.Limit)
 	}
 	// The worker's memory went with it: this process grew by far less than
 	// the evaluation would have needed (GiBs).
