@@ -10,7 +10,7 @@ import (
 // evaluator runs evaluations: in this process (inProcess) or in worker
 // processes (workerPool).
 type evaluator interface {
-	render(k *Kind, input map[string]any, random string) (*evaluation, error)
+	render(k *Kind, input map[string]any, random string, observed *Observed) (*evaluation, error)
 	status(r *Rendered, obs Observed) (map[string]any, error)
 	close()
 }
@@ -50,8 +50,8 @@ func (k *Kind) environment() *environment {
 	return k.env
 }
 
-func (p *inProcess) render(k *Kind, input map[string]any, random string) (*evaluation, error) {
-	v, err := p.run(func() (any, error) { return k.evaluate(input, random, p.budget) })
+func (p *inProcess) render(k *Kind, input map[string]any, random string, observed *Observed) (*evaluation, error) {
+	v, err := p.run(func() (any, error) { return k.evaluate(input, random, observed, p.budget) })
 	if err != nil {
 		return nil, err
 	}

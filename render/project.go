@@ -9,12 +9,25 @@ import (
 )
 
 // Observed is what the controller saw in the cluster, for the template's
-// status projection.
+// children that read others, its readiness and its status projection.
 type Observed struct {
 	// Pods are the pods that observe.pods.matchLabels selects.
 	Pods []ObservedPod `json:"pods"`
-	// Children holds each child's live status by its template key.
+	// Children holds each live child (metadata, spec, status) by its
+	// template key.
 	Children map[string]any `json:"children"`
+}
+
+// normalized is obs with empty lists and maps where it has none: the
+// template's observed is never incomplete for want of them.
+func (obs Observed) normalized() Observed {
+	if obs.Pods == nil {
+		obs.Pods = []ObservedPod{}
+	}
+	if obs.Children == nil {
+		obs.Children = map[string]any{}
+	}
+	return obs
 }
 
 // ObservedPod is the part of a pod a status projection may use.
@@ -27,12 +40,7 @@ type ObservedPod struct {
 // the render's time budget. It returns nil when the template projects no
 // status.
 func (r *Rendered) Status(obs Observed) (map[string]any, error) {
-	if obs.Pods == nil {
-		obs.Pods = []ObservedPod{}
-	}
-	if obs.Children == nil {
-		obs.Children = map[string]any{}
-	}
+	obs = obs.normalized()
 	if r.kind == nil {
 		return nil, fmt.Errorf("status projection: not a render's outcome")
 	}

@@ -33,8 +33,17 @@ type Rendered struct {
 	// unchecked: their kinds (a CRD's) have no built-in schema. Empty
 	// unless the library checks children.
 	Unchecked []string
+	// Waiting are the keys of children that depend on others (graph) and
+	// cannot be rendered until what they read of those is observed.
+	Waiting []string
+	// Graph is what the template's graph says of each child that it names.
+	Graph map[string]Node
+	// Readiness is the template's verdict on the children whose readiness
+	// it judges (graph.<key>.ready), once Observe has run.
+	Readiness map[string]Readiness
 
-	kind *Kind
+	kind  *Kind
+	owner *unstructured.Unstructured
 	// input and random are what the template was filled with: a status
 	// projection in a worker process fills them again.
 	input  map[string]any
@@ -46,13 +55,18 @@ type Rendered struct {
 
 // evaluation is what evaluating a template yields, in whichever process:
 // the children (not yet stamped as the CR's, in the template's order), their
-// keys and the pod selector.
+// keys, the pod selector and the graph.
 type evaluation struct {
 	objects     []*unstructured.Unstructured
 	keys        []string
 	podSelector map[string]string
 	unchecked   []string
-	filled      cue.Value
+	waiting     []string
+	graph       map[string]Node
+	readiness   map[string]Readiness
+	// filled is the template filled with the CR, not with what was observed:
+	// the status projection fills that.
+	filled cue.Value
 }
 
 // Render unifies cr with the kind's template and returns its children.
@@ -80,24 +94,39 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 			return nil, err
 		}
 	}
-	ev, err := env.eval.render(k, input, random)
+	out := &Rendered{kind: k, owner: owner, input: input, random: random}
+	if err := out.evaluate(nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// evaluate (re)renders r's input with observed (nil before anything is),
+// within the budget, and takes the outcome.
+func (r *Rendered) evaluate(observed *Observed) error {
+	k, env := r.kind, r.kind.environment()
+	key, memo := keyOf(k.Dir, "render", r.input, observed)
+	if memo {
+		if err := env.overBudget.get(key); err != nil {
+			return err
+		}
+	}
+	ev, err := env.eval.render(k, r.input, r.random, observed)
 	if berr := (*BudgetError)(nil); memo && errors.As(err, &berr) {
 		env.overBudget.put(key, berr)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := &Rendered{
-		Objects: ev.objects, Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
-		kind: k, input: input, random: random, filled: ev.filled,
-	}
+	r.Objects, r.Keys, r.PodSelector, r.Unchecked = ev.objects, ev.keys, ev.podSelector, ev.unchecked
+	r.Waiting, r.Graph, r.Readiness, r.filled = ev.waiting, ev.graph, ev.readiness, ev.filled
 	// Children are owned by the CR as it was read, in its own version.
-	stamp := k.Owner(owner)
-	for _, obj := range out.Objects {
+	stamp := k.Owner(r.owner)
+	for _, obj := range r.Objects {
 		child.Stamp(obj, stamp)
 	}
-	sort.Sort(byApplyOrder{out})
-	return out, nil
+	sort.Sort(byApplyOrder{r})
+	return nil
 }
 
 // inputOf is what a template's `cr` is filled with: the CR's metadata and
@@ -143,7 +172,7 @@ func (k *Kind) fill(input map[string]any, random string) cue.Value {
 // budget's limits on their number and size, and checks them against their
 // kinds' built-in schemas if the library does. It is the work a worker
 // process does, and what an in-process render runs under its deadline.
-func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluation, error) {
+func (k *Kind) evaluate(input map[string]any, random string, observed *Observed, b Budget) (*evaluation, error) {
 	filled := k.fill(input, random)
 
 	// The input first: one bad field is then reported once, by its CR path,
@@ -151,26 +180,51 @@ func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluat
 	if err := filled.LookupPath(pathCR).Validate(cue.Concrete(true)); err != nil {
 		return nil, Diagnose(err)
 	}
-	objects := filled.LookupPath(pathObjects)
-	if err := objects.Validate(cue.Concrete(true)); err != nil {
+	withObserved := filled
+	if observed != nil {
+		withObserved = filled.FillPath(pathObserved, observed.normalized())
+	}
+	objects := withObserved.LookupPath(pathObjects)
+	if err := objects.Validate(); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
 	}
 
 	out := &evaluation{filled: filled}
+	var keys []string
+	values := map[string]cue.Value{}
 	iter, err := objects.Fields()
 	if err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("objects: %w", Diagnose(err))}
 	}
-	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
-	total := 0
-	var issues []FieldError
 	for iter.Next() {
 		key := iter.Selector().String()
-		if len(out.keys) == b.Children {
+		if len(keys) == b.Children {
 			return nil, &BudgetError{Budget: BudgetChildren, Limit: fmt.Sprintf("%d children", b.Children),
 				Detail: fmt.Sprintf("objects has more than %d", b.Children)}
 		}
-		obj, size, err := k.decodeChild(key, iter.Value(), namespace, random, b)
+		keys = append(keys, key)
+		values[key] = iter.Value()
+	}
+	if out.graph, err = readGraph(withObserved, keys); err != nil {
+		return nil, &TemplateError{Dir: k.Dir, Err: err}
+	}
+
+	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
+	total := 0
+	var issues []FieldError
+	for _, key := range keys {
+		v := values[key]
+		if err := v.Validate(cue.Concrete(true)); err != nil {
+			// Incomplete, and it depends on other children: it reads what
+			// is observed of them, and waits until it is. Anything else is
+			// the template's fault.
+			if len(out.graph[key].DependsOn) > 0 {
+				out.waiting = append(out.waiting, key)
+				continue
+			}
+			return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
+		}
+		obj, size, err := k.decodeChild(key, v, namespace, random, b)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +235,7 @@ func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluat
 		out.objects = append(out.objects, obj)
 		out.keys = append(out.keys, key)
 		if k.environment().checkChildren {
-			found, known := checkChild(obj, iter.Value(), k.Dir, "objects."+key)
+			found, known := checkChild(obj, v, k.Dir, "objects."+key)
 			issues = append(issues, found...)
 			if !known {
 				out.unchecked = append(out.unchecked, key)
@@ -190,6 +244,9 @@ func (k *Kind) evaluate(input map[string]any, random string, b Budget) (*evaluat
 	}
 	if len(issues) > 0 {
 		return nil, &TemplateError{Dir: k.Dir, Err: &ValidationError{Errs: issues}}
+	}
+	if observed != nil {
+		out.readiness = judge(withObserved, out.graph)
 	}
 
 	if sel := filled.LookupPath(pathObserve); sel.Exists() {

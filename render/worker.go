@@ -80,12 +80,15 @@ type workerRequest struct {
 }
 
 type workerResponse struct {
-	Objects     []json.RawMessage `json:"objects,omitempty"`
-	Keys        []string          `json:"keys,omitempty"`
-	PodSelector map[string]string `json:"podSelector,omitempty"`
-	Unchecked   []string          `json:"unchecked,omitempty"`
-	Status      json.RawMessage   `json:"status,omitempty"`
-	Err         *wireError        `json:"err,omitempty"`
+	Objects     []json.RawMessage    `json:"objects,omitempty"`
+	Keys        []string             `json:"keys,omitempty"`
+	PodSelector map[string]string    `json:"podSelector,omitempty"`
+	Unchecked   []string             `json:"unchecked,omitempty"`
+	Waiting     []string             `json:"waiting,omitempty"`
+	Graph       map[string]Node      `json:"graph,omitempty"`
+	Readiness   map[string]Readiness `json:"readiness,omitempty"`
+	Status      json.RawMessage      `json:"status,omitempty"`
+	Err         *wireError           `json:"err,omitempty"`
 }
 
 // wireError carries an error between processes with its type, so that the
@@ -260,11 +263,19 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 	budget := k.environment().budget
 	switch req.Op {
 	case "render":
-		ev, err := k.evaluate(input, req.Random, budget)
+		var observed *Observed
+		if len(req.Observed) > 0 {
+			observed = &Observed{}
+			if err := utiljson.Unmarshal(req.Observed, observed); err != nil {
+				return fail(fmt.Errorf("render worker: observed: %w", err))
+			}
+		}
+		ev, err := k.evaluate(input, req.Random, observed, budget)
 		if err != nil {
 			return fail(err)
 		}
-		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked}
+		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
+			Waiting: ev.waiting, Graph: ev.graph, Readiness: ev.readiness}
 		for _, obj := range ev.objects {
 			b, err := obj.MarshalJSON()
 			if err != nil {
@@ -347,16 +358,23 @@ func newWorkerPool(files map[string][]byte, b Budget, size int, checkChildren bo
 	return &workerPool{hello: workerHello{Files: files, Budget: b, CheckChildren: checkChildren}, budget: b, slots: make(chan struct{}, size), free: make(chan struct{}, size)}
 }
 
-func (p *workerPool) render(k *Kind, input map[string]any, random string) (*evaluation, error) {
+func (p *workerPool) render(k *Kind, input map[string]any, random string, observed *Observed) (*evaluation, error) {
 	rawInput, err := json.Marshal(input)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := p.do(workerRequest{Op: "render", Kind: k.Dir, Input: rawInput, Random: random})
+	req := workerRequest{Op: "render", Kind: k.Dir, Input: rawInput, Random: random}
+	if observed != nil {
+		if req.Observed, err = json.Marshal(observed); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := p.do(req)
 	if err != nil {
 		return nil, err
 	}
-	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked}
+	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked,
+		waiting: resp.Waiting, graph: resp.Graph, readiness: resp.Readiness}
 	if len(resp.Objects) != len(resp.Keys) {
 		return nil, fmt.Errorf("render worker: %d objects for %d keys", len(resp.Objects), len(resp.Keys))
 	}
