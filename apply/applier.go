@@ -72,8 +72,14 @@ type Request struct {
 	ReportDrift bool
 	// NoPrune keeps stale children, and their inventory entries, as they
 	// are: while another operator process reconciles the CR too, what this
-	// one does not render may be that one's.
+	// one does not render may be that one's; while some children wait for
+	// others, what they will be is not known yet.
 	NoPrune bool
+	// Held are children rendered but not applied now: they wait for
+	// others to be ready. What they are live stays as it is, and recorded.
+	Held []*unstructured.Unstructured
+	// Fields are the field rules of children, by inventory ID.
+	Fields map[string]child.FieldRules
 }
 
 // Action is a write to a child, in the vocabulary the operator's events and

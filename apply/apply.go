@@ -38,6 +38,11 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 		}
 		current = append(current, out.entry)
 	}
+	for _, obj := range req.Held {
+		if e, ok := req.Previous.Find(child.EntryOf(obj).ID); ok {
+			current = append(current, e)
+		}
+	}
 	current.Sort()
 
 	found, err := a.labelled(ctx, req)
@@ -122,6 +127,16 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		stored, err := a.createAbsent(ctx, created)
 		if err == nil {
 			res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: ActionCreate})
+			if leave := req.Fields[entry.ID].Leave; len(leave) > 0 {
+				if err := a.handOver(ctx, created, leave); err != nil {
+					return entry, nil, err
+				}
+				created = without(created, leave)
+				stored = created.DeepCopy()
+				if err := a.applyPatch(ctx, stored); err != nil {
+					return entry, nil, err
+				}
+			}
 			return a.remember(req.Owner, entry, created, stored)
 		}
 		if !apierrors.IsConflict(err) {
@@ -138,7 +153,8 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		}
 	}
 
-	obj = Desired(obj, live)
+	rules := req.Fields[entry.ID]
+	obj = Desired(obj, live, rules)
 	gk := obj.GroupVersionKind().GroupKind()
 	res.Orphans = child.PolicyOf(obj, gk) == child.PruneOrphan || child.PolicyOf(live, gk) == child.PruneOrphan
 	switch Decide(obj, live, req.Owner) {
@@ -156,7 +172,10 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	}
 
 	key := keyOf(req.Owner, entry.ID)
-	desired, err := objectDigest(obj)
+	// What the template says, not the live values it keeps: a change to a
+	// field whose drift is ignored is no news.
+	compared := without(obj, rules.IgnoreDrift)
+	desired, err := objectDigest(compared)
 	if err != nil {
 		return entry, nil, err
 	}
@@ -173,7 +192,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		if inMemory && olderVersion(live.GetResourceVersion(), known.written) {
 			return known.entry(entry), nil, nil // the cache has not seen our last write yet
 		}
-		managed, err := managedDigest(obj, live)
+		managed, err := managedDigest(compared, live)
 		if err != nil {
 			return entry, nil, err
 		}
@@ -194,6 +213,20 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		}
 	}
 
+	if len(rules.Leave) > 0 {
+		// Left to others, yet still cuerator's (it created the child before
+		// the template left them): hand them over first, or leaving them
+		// out of the apply would remove them.
+		fresh, err := a.fresh(ctx, obj)
+		if err != nil {
+			return entry, nil, err
+		}
+		if fresh != nil && ownsAny(fresh, child.FieldManager, rules.Leave) {
+			if err := a.handOver(ctx, fresh, rules.Leave); err != nil {
+				return entry, nil, err
+			}
+		}
+	}
 	stored, action, err := a.update(ctx, obj, live)
 	if err != nil {
 		return entry, nil, err
@@ -201,7 +234,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	if action != "" {
 		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: action})
 	}
-	return a.remember(req.Owner, entry, obj, stored)
+	return a.remember(req.Owner, entry, compared, stored)
 }
 
 // entry is e with the record's digests.

@@ -43,21 +43,28 @@ func Decide(desired, live *unstructured.Unstructured, owner child.Owner) Step {
 	return StepApply
 }
 
-// Desired is what to apply for desired over live: desired itself, or
-// desired without its controller reference when a user marked the live child
-// Retain or Orphan. Such a child must outlive its CR, and the garbage
-// collector deletes whatever names the deleted CR as its controller.
-func Desired(desired, live *unstructured.Unstructured) *unstructured.Unstructured {
-	if live == nil || len(desired.GetOwnerReferences()) == 0 {
+// Desired is what to apply for desired over live: desired itself, but
+//   - without its controller reference when a user marked the live child
+//     Retain or Orphan: such a child must outlive its CR, and the garbage
+//     collector deletes whatever names the deleted CR as its controller;
+//   - without the fields the template leaves to others once the child
+//     exists (rules.Leave);
+//   - with the live values of the fields whose drift is ignored
+//     (rules.IgnoreDrift).
+func Desired(desired, live *unstructured.Unstructured, rules child.FieldRules) *unstructured.Unstructured {
+	if live == nil {
 		return desired
 	}
-	switch child.PrunePolicy(live.GetAnnotations()[child.AnnotationPrune]) {
-	case child.PruneRetain, child.PruneOrphan:
-		out := desired.DeepCopy()
-		out.SetOwnerReferences(nil)
-		return out
+	out := desired
+	if len(desired.GetOwnerReferences()) > 0 {
+		switch child.PrunePolicy(live.GetAnnotations()[child.AnnotationPrune]) {
+		case child.PruneRetain, child.PruneOrphan:
+			out = desired.DeepCopy()
+			out.SetOwnerReferences(nil)
+		}
 	}
-	return desired
+	out = without(out, rules.Leave)
+	return withLiveValues(out, live, rules.IgnoreDrift)
 }
 
 // ownedUntilRecorded is how to create desired: with the owner's controller

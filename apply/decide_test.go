@@ -158,7 +158,7 @@ func TestDesiredFollowsThePolicyOnTheLiveChild(t *testing.T) {
 		{"live, nonsense", obj("apps/v1", "Deployment", "d", stamped, annotated(child.AnnotationPrune, "Keep")), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Desired(desired, tc.live)
+			got := Desired(desired, tc.live, child.FieldRules{})
 			if has := len(got.GetOwnerReferences()) > 0; has != tc.reference {
 				t.Errorf("ownerReference kept = %v, want %v", has, tc.reference)
 			}
@@ -188,5 +188,36 @@ func TestMayHaveMade(t *testing.T) {
 	want := child.Inventory{inv[0], inv[1], inv[2]}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("mayHaveMade = %v, want %v", got, want)
+	}
+}
+
+// Fields left to others are applied when the child is created and never
+// after; fields whose drift is ignored carry their live value.
+func TestDesiredLeavesFieldsToOthers(t *testing.T) {
+	rules := child.FieldRules{Leave: []string{"spec.replicas"}, IgnoreDrift: []string{"spec.paused"}}
+	desired := obj("apps/v1", "Deployment", "d", stamped)
+	_ = unstructured.SetNestedField(desired.Object, int64(3), "spec", "replicas")
+	_ = unstructured.SetNestedField(desired.Object, false, "spec", "paused")
+	_ = unstructured.SetNestedField(desired.Object, "x", "spec", "template", "metadata", "name")
+
+	if got := Desired(desired, nil, rules); !reflect.DeepEqual(got, desired) {
+		t.Errorf("a child to create is not applied whole: %v", got.Object["spec"])
+	}
+
+	live := obj("apps/v1", "Deployment", "d", stamped)
+	_ = unstructured.SetNestedField(live.Object, int64(7), "spec", "replicas")
+	_ = unstructured.SetNestedField(live.Object, true, "spec", "paused")
+	got := Desired(desired, live, rules)
+	if _, has, _ := unstructured.NestedInt64(got.Object, "spec", "replicas"); has {
+		t.Error("spec.replicas, left to others, is applied to a live child")
+	}
+	if paused, _, _ := unstructured.NestedBool(got.Object, "spec", "paused"); !paused {
+		t.Error("spec.paused, whose drift is ignored, is not applied with its live value")
+	}
+	if name, _, _ := unstructured.NestedString(got.Object, "spec", "template", "metadata", "name"); name != "x" {
+		t.Error("a field with no rule is not applied as rendered")
+	}
+	if r, _, _ := unstructured.NestedInt64(desired.Object, "spec", "replicas"); r != 3 {
+		t.Fatal("Desired changed its input")
 	}
 }

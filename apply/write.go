@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/fluxcd/pkg/ssa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -69,6 +70,18 @@ func (a *Applier) recreate(ctx context.Context, obj *unstructured.Unstructured) 
 		return nil, "", fmt.Errorf("deleted right after it was re-created")
 	}
 	return stored, ActionRecreate, nil
+}
+
+// handOver gives the fields at paths of a child, with their values in
+// from, to child.FieldManagerInitial as well. cuerator's next apply, which
+// leaves them out, then releases its own hold on them without removing
+// them, and whoever changes them next (an autoscaler) owns them.
+func (a *Applier) handOver(ctx context.Context, from *unstructured.Unstructured, paths []string) error {
+	initial := only(from, paths)
+	if err := a.children.Apply(ctx, client.ApplyConfigurationFromUnstructured(initial), client.FieldOwner(child.FieldManagerInitial), client.ForceOwnership); err != nil {
+		return fmt.Errorf("hand %s over to %s: %w", strings.Join(paths, ", "), child.FieldManagerInitial, err)
+	}
+	return nil
 }
 
 func (a *Applier) applyPatch(ctx context.Context, obj *unstructured.Unstructured) error {

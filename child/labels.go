@@ -15,6 +15,24 @@ import (
 // FieldManager is the server-side apply field manager of every write.
 const FieldManager = "cuerator"
 
+// FieldManagerInitial writes the fields a template sets when a child is
+// created and leaves to others afterwards (graph.<key>.leave): it never
+// writes them again, so an autoscaler that changes them takes them over.
+const FieldManagerInitial = "cuerator-initial"
+
+// FieldRules say how cuerator treats some fields of one child, by dotted
+// path from the object's root ("spec.replicas").
+type FieldRules struct {
+	// Leave are set when the child is created and left to others after:
+	// cuerator never applies them again (an autoscaler's replicas). They
+	// are handed over to FieldManagerInitial, so that cuerator's later
+	// applies, which leave them out, do not remove them.
+	Leave []string
+	// IgnoreDrift may be changed by others without cuerator changing them
+	// back: they count for no drift, and an apply carries their live value.
+	IgnoreDrift []string
+}
+
 // Labels cuerator puts on every child, so that a child names its CR even
 // when it has no ownerReference (offline renders, children kept without one).
 const (

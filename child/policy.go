@@ -30,6 +30,9 @@ const (
 	// child's first value (the volume a database was initialised with its
 	// password): while that object exists, the child is never created anew.
 	AnnotationNeededBy = "cuerator.dev/needed-by"
+	// AnnotationSuspend "true" on a CR stops its reconciles: nothing is
+	// applied, corrected or pruned until it is removed.
+	AnnotationSuspend = "cuerator.dev/suspend"
 )
 
 // FinalizerRelease is on a CR that has a child with policy Orphan: when the

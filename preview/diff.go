@@ -102,8 +102,9 @@ func (d *Differ) Diff(ctx context.Context, cr *unstructured.Unstructured) (*CRDi
 	owner := kind.Owner(cr)
 
 	out := &CRDiff{CR: child.Describe(cr)}
+	rules := rendered.FieldRules()
 	for _, obj := range rendered.Objects {
-		c, err := d.diffChild(ctx, owner, obj)
+		c, err := d.diffChild(ctx, owner, obj, rules[child.EntryOf(obj).ID])
 		if err != nil {
 			return nil, &apply.ChildError{Object: child.Describe(obj), Err: err}
 		}
@@ -126,7 +127,7 @@ func (d *Differ) Diff(ctx context.Context, cr *unstructured.Unstructured) (*CRDi
 	return out, nil
 }
 
-func (d *Differ) diffChild(ctx context.Context, owner child.Owner, obj *unstructured.Unstructured) (*ChildDiff, error) {
+func (d *Differ) diffChild(ctx context.Context, owner child.Owner, obj *unstructured.Unstructured, rules child.FieldRules) (*ChildDiff, error) {
 	name := child.Describe(obj)
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
@@ -138,7 +139,7 @@ func (d *Differ) diffChild(ctx context.Context, owner child.Owner, obj *unstruct
 	case err != nil:
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	obj = apply.Desired(obj, live)
+	obj = apply.Desired(obj, live, rules)
 	switch apply.Decide(obj, live, owner) {
 	case apply.StepCreate:
 		// Dry-run the create too: a child the server would reject is an
