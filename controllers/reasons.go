@@ -14,6 +14,9 @@ const (
 	// ConditionContested is True while another operator process writes the
 	// CR's status too; neither prunes meanwhile.
 	ConditionContested = "Contested"
+	// ConditionSuspended is True while the CR carries cuerator.dev/suspend:
+	// "true": its children are left as they are.
+	ConditionSuspended = "Suspended"
 )
 
 // Reasons of conditions, and of the warning events that report the same thing.
@@ -22,6 +25,12 @@ const (
 	ReasonSucceeded = "Succeeded"
 	// ReasonProgressing: applied; a child is not healthy yet.
 	ReasonProgressing = "Progressing"
+	// ReasonWaiting: a child waits for others to be ready (the template's
+	// graph) before it is applied.
+	ReasonWaiting = "Waiting"
+	// ReasonChildFailed: a child failed (kstatus Failed: a Deployment past
+	// its progress deadline, a failed Job); it stays so until it changes.
+	ReasonChildFailed = "ChildFailed"
 	// ReasonApplying: new children recorded, about to be created.
 	ReasonApplying = "Applying"
 	// ReasonInvalidSpec: the spec fails the kind's schema; a new generation
@@ -46,6 +55,8 @@ const (
 	ReasonDriftReported = "DriftReported"
 	// ReasonDrifted (events): a child was changed by someone else.
 	ReasonDrifted = "Drifted"
+	// ReasonSuspended: the CR is suspended.
+	ReasonSuspended = "Suspended"
 	// ReasonContested: another operator process reconciles the CR too.
 	ReasonContested = "Contested"
 )

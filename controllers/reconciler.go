@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
@@ -92,6 +94,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// them; those with policy Orphan are released first.
 		return ctrl.Result{}, r.finalize(ctx, cr, kind)
 	}
+	if cr.GetAnnotations()[child.AnnotationSuspend] == "true" {
+		r.settled.drop(req.NamespacedName)
+		return ctrl.Result{}, r.suspend(ctx, cr)
+	}
 	if loadErr == nil && r.unchanged(ctx, cr, kind) {
 		return ctrl.Result{}, nil // a resync, or news that changes nothing read
 	}
@@ -120,6 +126,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			r.settled.drop(client.ObjectKeyFromObject(cr))
 		}
 	}()
+	meta.RemoveStatusCondition(&st.conditions, ConditionSuspended)
 	st.templates(loadErr)
 	if loadErr != nil {
 		r.warn(cr, ReasonTemplateLoadFailed, actionRender, templatesMessage(loadErr))
@@ -142,6 +149,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		st.claim = c.claim
 	}
 	return r.reconcile(ctx, cr, kind, st, &seen, c.hold)
+}
+
+// suspend records that cr is suspended: its children are left as they are,
+// and the generation it last reconciled stays the one observed.
+func (r *Reconciler) suspend(ctx context.Context, cr *unstructured.Unstructured) error {
+	st := newStatus(cr)
+	if g, ok, _ := unstructured.NestedInt64(cr.Object, "status", "observedGeneration"); ok {
+		st.generation = g
+	}
+	st.set(ConditionSuspended, metav1.ConditionTrue, ReasonSuspended,
+		child.AnnotationSuspend+` is "true": nothing is applied, corrected or pruned until it is removed`)
+	_, err := r.writeStatus(ctx, cr, st)
+	return err
 }
 
 // reconcile runs the phases: render, apply (and prune), read health,
@@ -169,7 +189,17 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
-	res := r.apply(ctx, cr, kind, rendered, st, contested)
+	toApply, held, waits, err := r.gate(ctx, rendered)
+	if err != nil {
+		if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
+			st.stalled(ReasonTemplateError, err.Error())
+			r.warn(cr, ReasonTemplateError, actionRender, err.Error())
+			return ctrl.Result{}, reconcile.TerminalError(err)
+		}
+		st.failing(ReasonHealthCheckFailed, err.Error())
+		return ctrl.Result{}, err
+	}
+	res := r.apply(ctx, cr, kind, rendered, toApply, held, st, contested)
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
 		for i, c := range res.Conflicts {
@@ -194,6 +224,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
 	}
+	healths = judged(rendered, healths)
 	for i, live := range lives {
 		seen.children = append(seen.children, apply.Seen{Object: rendered.Objects[i], Version: live.GetResourceVersion()})
 	}
@@ -215,7 +246,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	st.projected = projected
-	st.health(healths)
+	st.health(waits, healths)
 	return ctrl.Result{}, nil
 }
 
@@ -230,17 +261,21 @@ func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*
 
 // apply pushes the children, prunes what the template dropped, and records
 // the outcome in st, events and metrics.
-func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, st *status, contested bool) *apply.Result {
+func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, rendered *render.Rendered, objects, held []*unstructured.Unstructured, st *status, contested bool) *apply.Result {
 	defer observePhase(r.GVK, phaseApply)()
 	previous := st.inventory
 	res := r.Applier.Apply(ctx, apply.Request{
 		Owner:       kind.Owner(cr),
-		Objects:     rendered.Objects,
+		Objects:     objects,
+		Held:        held,
+		Fields:      rendered.FieldRules(),
 		Previous:    previous,
 		Declared:    kind.ChildKinds,
 		ChildKinds:  r.Children.kinds(),
 		ReportDrift: cr.GetAnnotations()[child.AnnotationDrift] == child.DriftReport,
-		NoPrune:     contested,
+		// What a waiting child will be is not known: nothing is pruned
+		// until every child renders.
+		NoPrune: contested || len(rendered.Waiting) > 0,
 	})
 	if err := r.keepFinalizer(ctx, cr, res.Orphans); err != nil {
 		res.Failed = append(res.Failed, &apply.ChildError{Object: child.Describe(cr), Err: err})
@@ -352,10 +387,7 @@ func (r *Reconciler) event(cr *unstructured.Unstructured, typ, reason, action, n
 // observe gathers what the template's status projection may use: the live
 // children's status and the names of the pods it selects.
 func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured, rendered *render.Rendered, lives []*unstructured.Unstructured) (render.Observed, error) {
-	obs := render.Observed{Children: map[string]any{}}
-	for i, live := range lives {
-		obs.Children[rendered.Keys[i]] = map[string]any{"status": live.Object["status"]}
-	}
+	obs := render.Observed{Children: observedChildren(rendered, lives)}
 	if rendered.PodSelector == nil {
 		return obs, nil
 	}

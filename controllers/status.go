@@ -3,6 +3,7 @@ package controllers
 import (
 	"encoding/json"
 	"fmt"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sort"
 	"strings"
 	"time"
@@ -177,26 +178,40 @@ func (s *status) failing(reason, message string) {
 }
 
 // health sets Ready from the children: True only when every child is
-// Current, otherwise False naming the first child that is not.
-func (s *status) health(children []apply.Health) {
-	s.children = make([]childState, len(children))
-	for i, h := range children {
+// Current and none waits, otherwise False naming the first child that
+// waits, else the first that is not Current. A child that failed makes the
+// CR Stalled.
+func (s *status) health(waits, children []apply.Health) {
+	all := append(append([]apply.Health{}, waits...), children...)
+	s.children = make([]childState, len(all))
+	for i, h := range all {
 		s.children[i] = childState{Object: h.Object, Status: string(h.Status)}
 		if !h.Healthy() {
 			s.children[i].Message = h.Message
 		}
 	}
 	meta.RemoveStatusCondition(&s.conditions, ConditionStalled)
+	if len(waits) > 0 {
+		msg := waits[0].Object + " " + waits[0].Message
+		s.set(ConditionReady, metav1.ConditionFalse, ReasonWaiting, msg)
+		s.set(ConditionReconciling, metav1.ConditionTrue, ReasonWaiting, msg)
+		return
+	}
 	for _, h := range children {
-		if !h.Healthy() {
-			msg := fmt.Sprintf("%s is %s", h.Object, h.Status)
-			if h.Message != "" {
-				msg += ": " + h.Message
-			}
-			s.set(ConditionReady, metav1.ConditionFalse, ReasonProgressing, msg)
-			s.set(ConditionReconciling, metav1.ConditionTrue, ReasonProgressing, msg)
+		if h.Healthy() {
+			continue
+		}
+		msg := fmt.Sprintf("%s is %s", h.Object, h.Status)
+		if h.Message != "" {
+			msg += ": " + h.Message
+		}
+		if h.Status == kstatus.FailedStatus {
+			s.stalled(ReasonChildFailed, msg)
 			return
 		}
+		s.set(ConditionReady, metav1.ConditionFalse, ReasonProgressing, msg)
+		s.set(ConditionReconciling, metav1.ConditionTrue, ReasonProgressing, msg)
+		return
 	}
 	s.set(ConditionReady, metav1.ConditionTrue, ReasonSucceeded, countOf(len(children), "child", "children")+" applied and healthy")
 	meta.RemoveStatusCondition(&s.conditions, ConditionReconciling)

@@ -52,12 +52,24 @@ func TestStatusOutcomes(t *testing.T) {
 		do   func(*status)
 		want map[string]string
 	}{
-		{"healthy", func(s *status) { s.health([]apply.Health{current, current2}) }, map[string]string{
+		{"healthy", func(s *status) { s.health(nil, []apply.Health{current, current2}) }, map[string]string{
 			ConditionReady: "True/Succeeded: 2 children applied and healthy",
 		}},
-		{"progressing names the first unhealthy child", func(s *status) { s.health([]apply.Health{current, progress}) }, map[string]string{
+		{"progressing names the first unhealthy child", func(s *status) { s.health(nil, []apply.Health{current, progress}) }, map[string]string{
 			ConditionReady:       "False/Progressing: Deployment/ns/w is InProgress: Available: 0/1",
 			ConditionReconciling: "True/Progressing: Deployment/ns/w is InProgress: Available: 0/1",
+		}},
+		{"a wait is named before an unhealthy child", func(s *status) {
+			s.health([]apply.Health{{Object: "StatefulSet/ns/db", Status: kstatus.InProgressStatus, Message: "waits until Secret/ns/db-credentials is ready (it is NotFound: not found)"}}, []apply.Health{progress})
+		}, map[string]string{
+			ConditionReady:       "False/Waiting: StatefulSet/ns/db waits until Secret/ns/db-credentials is ready (it is NotFound: not found)",
+			ConditionReconciling: "True/Waiting: StatefulSet/ns/db waits until Secret/ns/db-credentials is ready (it is NotFound: not found)",
+		}},
+		{"a failed child stalls the CR", func(s *status) {
+			s.health(nil, []apply.Health{current, {Object: "Deployment/ns/w", Status: kstatus.FailedStatus, Message: "Progress deadline exceeded"}})
+		}, map[string]string{
+			ConditionReady:   "False/ChildFailed: Deployment/ns/w is Failed: Progress deadline exceeded",
+			ConditionStalled: "True/ChildFailed: Deployment/ns/w is Failed: Progress deadline exceeded",
 		}},
 		{"stalled", func(s *status) { s.stalled(ReasonInvalidSpec, "spec.size: invalid") }, map[string]string{
 			ConditionReady:   "False/InvalidSpec: spec.size: invalid",
@@ -69,7 +81,7 @@ func TestStatusOutcomes(t *testing.T) {
 		}},
 		{"stalled then healthy clears Stalled", func(s *status) {
 			s.stalled(ReasonTemplateError, "x")
-			s.health([]apply.Health{current})
+			s.health(nil, []apply.Health{current})
 		}, map[string]string{ConditionReady: "True/Succeeded: 1 child applied and healthy"}},
 		{"failing then stalled clears Reconciling", func(s *status) {
 			s.failing(ReasonApplyFailed, "x")
