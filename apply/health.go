@@ -42,6 +42,11 @@ func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured)
 			return nil, nil, fmt.Errorf("read %s: %w", h.Object, err)
 		default:
 			h.Status, h.Message = kstatus(live)
+			if h.Status != status.CurrentStatus {
+				if why := replicaFailure(live); why != "" {
+					h.Message += "; " + why
+				}
+			}
 		}
 		healths = append(healths, h)
 		lives = append(lives, live)
@@ -55,4 +60,19 @@ func kstatus(live *unstructured.Unstructured) (status.Status, string) {
 		return status.UnknownStatus, err.Error()
 	}
 	return res.Status, res.Message
+}
+
+// replicaFailure is the message of a workload's ReplicaFailure condition:
+// why its pods cannot be created (a ResourceQuota, Pod Security), which
+// kstatus's message, a count of replicas, does not say.
+func replicaFailure(live *unstructured.Unstructured) string {
+	conds, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "ReplicaFailure" && m["status"] == "True" {
+			msg, _ := m["message"].(string)
+			return msg
+		}
+	}
+	return ""
 }
