@@ -112,6 +112,7 @@ bench: cluster-tools ## The benchmarks of BENCHMARKS.md, side by side on the loc
 	$(GO) test ./test/e2e -run '^$$' -bench DriftLatency -benchtime 1x -timeout 30m
 	CUERATOR_BENCH_WEBAPPS=100,1000 $(GO) test ./test/e2e -run '^$$' -bench Convergence -benchtime 1x -timeout 60m
 	CUERATOR_BENCH_MEMORY_CRS=1000 $(GO) test ./test/e2e -run '^$$' -bench OperatorMemory -benchtime 1x -timeout 90m
+	CUERATOR_BENCH_RESTART=memcached:1000,webapp:1000 $(GO) test ./test/e2e -run '^$$' -bench Restart -benchtime 1x -timeout 90m
 
 demo: build ## The walking skeleton: cluster, CRDs, operator, examples
 	bash examples/demo.sh
