@@ -177,9 +177,15 @@ func readObserved(path string) (render.Observed, error) {
 	var doc struct {
 		Pods     []render.ObservedPod `json:"pods"`
 		Children json.RawMessage      `json:"children"`
+		Inputs   json.RawMessage      `json:"inputs"`
 	}
 	if err := strictUnmarshal(js, &doc); err != nil {
-		return obs, fmt.Errorf("%s: %w (want pods: [{name, phase}] and children: {<key>: {status: ...}})", path, err)
+		return obs, fmt.Errorf("%s: %w (want pods: [{name, phase}], children: {<key>: {metadata, spec, status}} and inputs: {<key>: object or [objects]})", path, err)
+	}
+	if len(doc.Inputs) > 0 {
+		if err := utiljson.Unmarshal(doc.Inputs, &obs.Inputs); err != nil {
+			return obs, fmt.Errorf("%s: inputs: %w", path, err)
+		}
 	}
 	obs.Pods = doc.Pods
 	if len(doc.Children) > 0 {
@@ -195,6 +201,16 @@ func renderCase(lib *render.Library, cr *unstructured.Unstructured, obs render.O
 	r, err := lib.RenderCR(cr)
 	if err != nil {
 		return outcome{err: err}
+	}
+	if r.PendingInputs && obs.Inputs == nil {
+		return outcome{err: r.InputsNeeded()}
+	}
+	if r.PendingInputs || len(r.Graph) > 0 {
+		// As the operator renders: again, with the inputs and the live
+		// children, so that children that read them render.
+		if err := r.Observe(obs); err != nil {
+			return outcome{err: err}
+		}
 	}
 	out.children = map[string]*unstructured.Unstructured{}
 	for i, key := range r.Keys {

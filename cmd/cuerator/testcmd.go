@@ -28,8 +28,9 @@ A test is a directory with a cr.yaml, found anywhere under DIR (default: the
 tests/ directory of --templates):
 
   cr.yaml        the CR (namespace "default" unless it names one)
-  observed.yaml  optional: pods: [{name, phase}] and children: {<key>: {status: ...}},
-                 what the status projection reads
+  observed.yaml  optional: pods: [{name, phase}], children: {<key>: {metadata,
+                 spec, status}} and inputs: {<key>: object}, what children
+                 that read others, readiness and the status projection read
   children/      the expected children, one <key>.yaml per template key
   status.yaml    the expected projected status
   error.txt      instead of children/ and status.yaml: the expected error

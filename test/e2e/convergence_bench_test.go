@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -227,7 +228,13 @@ func createConvergenceNamespace(b *testing.B, ns string) error {
 		return fmt.Errorf("create namespace %s: %w: %s", ns, err, out)
 	}
 	b.Cleanup(func() {
-		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "namespace", ns, "--timeout=10m"); err != nil {
+		// Thousands of objects take minutes to go on a loaded machine:
+		// longer than kubectlOut allows a command.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "kubectl", "delete", "namespace", ns, "--timeout=14m")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+testCluster.KubeconfigPath)
+		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Errorf("delete namespace %s: %v: %s", ns, err, out)
 		}
 	})
