@@ -99,6 +99,9 @@ func (d *Differ) Diff(ctx context.Context, cr *unstructured.Unstructured) (*CRDi
 	if err != nil {
 		return nil, err
 	}
+	if err := rendered.InputsNeeded(); err != nil {
+		return nil, err
+	}
 	owner := kind.Owner(cr)
 
 	out := &CRDiff{CR: child.Describe(cr)}

@@ -141,8 +141,21 @@ func findCycle(nodes map[string]Node) []string {
 // the children that waited for their inputs render now if they can, and
 // the template's readiness of each child it judges is evaluated. It
 // changes r.
+//
+// Inputs given once (obs.Inputs) are kept for the next Observe and the
+// status projection.
 func (r *Rendered) Observe(obs Observed) error {
+	obs = r.withInputs(obs)
+	r.inputs = obs.Inputs
 	return r.evaluate(&obs)
+}
+
+// withInputs is obs with the inputs r was given, unless obs has its own.
+func (r *Rendered) withInputs(obs Observed) Observed {
+	if obs.Inputs == nil {
+		obs.Inputs = r.inputs
+	}
+	return obs
 }
 
 // judge evaluates graph.<key>.ready of each child the template judges, in

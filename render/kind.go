@@ -25,6 +25,9 @@ type Kind struct {
 	// ChildKinds are the only kinds the template may produce: cuerator
 	// watches them, is granted RBAC for them and refuses anything else.
 	ChildKinds []schema.GroupVersionKind
+	// InputKinds are the kinds the template may read as inputs: cuerator
+	// watches them and reads only objects of these kinds.
+	InputKinds []schema.GroupVersionKind
 
 	// API is the api package: #Spec, #Status and #CRD.
 	API cue.Value
@@ -128,6 +131,19 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 			return nil, fmt.Errorf("template package: childKinds: invalid entry %s %s", c.APIVersion, c.Kind)
 		}
 		k.ChildKinds = append(k.ChildKinds, gv.WithKind(c.Kind))
+	}
+	if v := tmpl.LookupPath(pathInputKinds); v.Exists() {
+		var inputs []childKind
+		if err := v.Decode(&inputs); err != nil {
+			return nil, fmt.Errorf("template package: inputKinds (a list of {apiVersion, kind}): %w", Diagnose(err))
+		}
+		for _, c := range inputs {
+			gv, err := schema.ParseGroupVersion(c.APIVersion)
+			if err != nil || c.Kind == "" {
+				return nil, fmt.Errorf("template package: inputKinds: invalid entry %s %s", c.APIVersion, c.Kind)
+			}
+			k.InputKinds = append(k.InputKinds, gv.WithKind(c.Kind))
+		}
 	}
 	if err := k.loadVersions(info.StorageVersion); err != nil {
 		return nil, err

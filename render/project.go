@@ -16,6 +16,9 @@ type Observed struct {
 	// Children holds each live child (metadata, spec, status) by its
 	// template key.
 	Children map[string]any `json:"children"`
+	// Inputs holds the template's inputs by key: an object, or a list of
+	// them for an input by labels.
+	Inputs map[string]any `json:"inputs"`
 }
 
 // normalized is obs with empty lists and maps where it has none: the
@@ -26,6 +29,9 @@ func (obs Observed) normalized() Observed {
 	}
 	if obs.Children == nil {
 		obs.Children = map[string]any{}
+	}
+	if obs.Inputs == nil {
+		obs.Inputs = map[string]any{}
 	}
 	return obs
 }
@@ -40,7 +46,7 @@ type ObservedPod struct {
 // the render's time budget. It returns nil when the template projects no
 // status.
 func (r *Rendered) Status(obs Observed) (map[string]any, error) {
-	obs = obs.normalized()
+	obs = r.withInputs(obs).normalized()
 	if r.kind == nil {
 		return nil, fmt.Errorf("status projection: not a render's outcome")
 	}

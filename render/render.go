@@ -41,6 +41,13 @@ type Rendered struct {
 	// Readiness is the template's verdict on the children whose readiness
 	// it judges (graph.<key>.ready), once Observe has run.
 	Readiness map[string]Readiness
+	// Inputs are the objects the template reads. Until Observe is given
+	// them (PendingInputs), nothing is rendered.
+	Inputs        []Input
+	PendingInputs bool
+	// inputs are the inputs Observe was given, kept for later Observes and
+	// the status projection.
+	inputs map[string]any
 
 	kind  *Kind
 	owner *unstructured.Unstructured
@@ -64,6 +71,9 @@ type evaluation struct {
 	waiting     []string
 	graph       map[string]Node
 	readiness   map[string]Readiness
+	inputs      []Input
+	// pendingInputs: the template reads inputs, and none were given.
+	pendingInputs bool
 	// filled is the template filled with the CR, not with what was observed:
 	// the status projection fills that.
 	filled cue.Value
@@ -120,6 +130,7 @@ func (r *Rendered) evaluate(observed *Observed) error {
 	}
 	r.Objects, r.Keys, r.PodSelector, r.Unchecked = ev.objects, ev.keys, ev.podSelector, ev.unchecked
 	r.Waiting, r.Graph, r.Readiness, r.filled = ev.waiting, ev.graph, ev.readiness, ev.filled
+	r.Inputs, r.PendingInputs = ev.inputs, ev.pendingInputs
 	// Children are owned by the CR as it was read, in its own version.
 	stamp := k.Owner(r.owner)
 	for _, obj := range r.Objects {
@@ -180,6 +191,16 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 	if err := filled.LookupPath(pathCR).Validate(cue.Concrete(true)); err != nil {
 		return nil, Diagnose(err)
 	}
+	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
+	out := &evaluation{filled: filled}
+	var err error
+	if out.inputs, err = k.readInputs(filled, namespace); err != nil {
+		return nil, &TemplateError{Dir: k.Dir, Err: err}
+	}
+	if len(out.inputs) > 0 && (observed == nil || observed.Inputs == nil) {
+		out.pendingInputs = true
+		return out, nil
+	}
 	withObserved := filled
 	if observed != nil {
 		withObserved = filled.FillPath(pathObserved, observed.normalized())
@@ -189,7 +210,6 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
 	}
 
-	out := &evaluation{filled: filled}
 	var keys []string
 	values := map[string]cue.Value{}
 	iter, err := objects.Fields()
@@ -209,7 +229,6 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		return nil, &TemplateError{Dir: k.Dir, Err: err}
 	}
 
-	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
 	total := 0
 	var issues []FieldError
 	for _, key := range keys {

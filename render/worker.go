@@ -80,15 +80,17 @@ type workerRequest struct {
 }
 
 type workerResponse struct {
-	Objects     []json.RawMessage    `json:"objects,omitempty"`
-	Keys        []string             `json:"keys,omitempty"`
-	PodSelector map[string]string    `json:"podSelector,omitempty"`
-	Unchecked   []string             `json:"unchecked,omitempty"`
-	Waiting     []string             `json:"waiting,omitempty"`
-	Graph       map[string]Node      `json:"graph,omitempty"`
-	Readiness   map[string]Readiness `json:"readiness,omitempty"`
-	Status      json.RawMessage      `json:"status,omitempty"`
-	Err         *wireError           `json:"err,omitempty"`
+	Objects       []json.RawMessage    `json:"objects,omitempty"`
+	Keys          []string             `json:"keys,omitempty"`
+	PodSelector   map[string]string    `json:"podSelector,omitempty"`
+	Unchecked     []string             `json:"unchecked,omitempty"`
+	Waiting       []string             `json:"waiting,omitempty"`
+	Graph         map[string]Node      `json:"graph,omitempty"`
+	Readiness     map[string]Readiness `json:"readiness,omitempty"`
+	Inputs        []Input              `json:"inputs,omitempty"`
+	PendingInputs bool                 `json:"pendingInputs,omitempty"`
+	Status        json.RawMessage      `json:"status,omitempty"`
+	Err           *wireError           `json:"err,omitempty"`
 }
 
 // wireError carries an error between processes with its type, so that the
@@ -275,7 +277,8 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 			return fail(err)
 		}
 		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
-			Waiting: ev.waiting, Graph: ev.graph, Readiness: ev.readiness}
+			Waiting: ev.waiting, Graph: ev.graph, Readiness: ev.readiness,
+			Inputs: ev.inputs, PendingInputs: ev.pendingInputs}
 		for _, obj := range ev.objects {
 			b, err := obj.MarshalJSON()
 			if err != nil {
@@ -374,7 +377,8 @@ func (p *workerPool) render(k *Kind, input map[string]any, random string, observ
 		return nil, err
 	}
 	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked,
-		waiting: resp.Waiting, graph: resp.Graph, readiness: resp.Readiness}
+		waiting: resp.Waiting, graph: resp.Graph, readiness: resp.Readiness,
+		inputs: resp.Inputs, pendingInputs: resp.PendingInputs}
 	if len(resp.Objects) != len(resp.Keys) {
 		return nil, fmt.Errorf("render worker: %d objects for %d keys", len(resp.Objects), len(resp.Keys))
 	}

@@ -51,6 +51,9 @@ kubectl gives them.`,
 					cr.SetNamespace(namespace)
 				}
 				r, err := lib.RenderCR(cr)
+				if err == nil {
+					err = r.InputsNeeded()
+				}
 				if err != nil {
 					return fmt.Errorf("%s: document %d (%s %s): %w", file, i, cr.GetKind(), cr.GetName(), err)
 				}
