@@ -55,6 +55,9 @@ const (
 	ReasonDriftReported = "DriftReported"
 	// ReasonDrifted (events): a child was changed by someone else.
 	ReasonDrifted = "Drifted"
+	// ReasonInputMissing: an object the template reads (inputs) is not
+	// there, or could not be read; nothing is applied until it is.
+	ReasonInputMissing = "InputMissing"
 	// ReasonSuspended: the CR is suspended.
 	ReasonSuspended = "Suspended"
 	// ReasonContested: another operator process reconciles the CR too.

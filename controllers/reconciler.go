@@ -33,6 +33,8 @@ import (
 // Reconciler turns the CRs of one kind into their children.
 type Reconciler struct {
 	Client client.Client
+	// Reader reads from the API server, not a cache: the template's inputs.
+	Reader client.Reader
 	// GVK is the kind this reconciler serves; its template comes from
 	// Templates at each reconcile, so a reloaded template takes effect.
 	GVK schema.GroupVersionKind
@@ -56,6 +58,8 @@ type Reconciler struct {
 	// contests are the CRs another process writes too, as far as this one
 	// knows.
 	contests contests
+	// inputs are what each CR's template reads of the cluster.
+	inputs inputReaders
 }
 
 // statusWriteTimeout bounds the status write that ends every reconcile.
@@ -77,6 +81,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			r.settled.drop(req.NamespacedName)
 			r.written.forget(req.NamespacedName)
 			r.contests.forget(req.NamespacedName)
+			r.inputs.set(req.NamespacedName, nil)
 			forgetChildren(r.GVK, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -185,6 +190,29 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 
+	r.inputs.set(client.ObjectKeyFromObject(cr), rendered.Inputs)
+	if rendered.PendingInputs {
+		inputs, err := r.readInputs(ctx, rendered.Inputs)
+		if missing := (*missingInput)(nil); errors.As(err, &missing) {
+			// Nothing applied or pruned: the input's creation reconciles
+			// the CR again.
+			st.set(ConditionReady, metav1.ConditionFalse, ReasonInputMissing, err.Error())
+			st.set(ConditionReconciling, metav1.ConditionTrue, ReasonInputMissing, err.Error())
+			return ctrl.Result{}, nil
+		}
+		if err != nil {
+			st.failing(ReasonInputMissing, err.Error())
+			return ctrl.Result{}, err
+		}
+		if err := rendered.Observe(render.Observed{Inputs: inputs}); err != nil {
+			reason := ReasonInvalidSpec
+			if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
+				reason = ReasonTemplateError
+			}
+			st.stalled(reason, err.Error())
+			return ctrl.Result{}, reconcile.TerminalError(err)
+		}
+	}
 	if err := r.Children.catchUp(gvksOf(rendered.Objects)); err != nil {
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err

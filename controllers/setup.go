@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
@@ -143,6 +144,7 @@ type setup struct {
 func (s *setup) addController(kind *render.Kind) error {
 	r := &Reconciler{
 		Client:        s.mgr.GetClient(),
+		Reader:        s.mgr.GetAPIReader(),
 		GVK:           kind.GVK,
 		Templates:     s.templates,
 		Applier:       s.applier,
@@ -188,6 +190,20 @@ func (s *setup) addController(kind *render.Kind) error {
 				return err
 			}
 			s.mgr.GetLogger().Info("not watching a child kind the cluster does not serve, yet", "kind", kind.GVK.Kind, "child", gvk.String(), "reason", err.Error())
+		}
+	}
+	for _, gvk := range kind.InputKinds {
+		// Metadata only: an input's news is that it changed; what it holds
+		// is read when a CR reads it, and the kind's other objects (every
+		// Secret of the cluster) are never held in memory.
+		obj := &metav1.PartialObjectMetadata{}
+		obj.SetGroupVersionKind(gvk)
+		if _, err := s.mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			s.mgr.GetLogger().Info("not watching an input kind the cluster does not serve", "kind", kind.GVK.Kind, "input", gvk.String(), "reason", err.Error())
+			continue
+		}
+		if err := c.Watch(source.Kind[client.Object](s.mgr.GetCache(), obj, handler.EnqueueRequestsFromMapFunc(r.inputChanged(gvk)))); err != nil {
+			return fmt.Errorf("watch input kind %s of %s: %w", gvk, kind.GVK, err)
 		}
 	}
 	s.resyncs[kind.GVK] = resync

@@ -53,6 +53,9 @@ var (
 	childVerbs = []string{"create", "delete", "get", "list", "patch", "watch"}
 	// Pods are only read, as metadata, for templates that observe them.
 	podVerbs = []string{"get", "list", "watch"}
+	// Inputs are read: watched as metadata, then got or listed when a CR
+	// reads them.
+	inputVerbs = []string{"get", "list", "watch"}
 	// The reconcilers' recorder (events.k8s.io) creates events and patches
 	// a repeated one into a series.
 	eventVerbs = []string{"create", "patch"}
@@ -108,6 +111,9 @@ func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 		}
 		for _, child := range k.ChildKinds {
 			g.add(child.Group, resourceOf(lib, child), childVerbs...)
+		}
+		for _, input := range k.InputKinds {
+			g.add(input.Group, resourceOf(lib, input), inputVerbs...)
 		}
 		observesPods = observesPods || k.ObservesPods()
 	}

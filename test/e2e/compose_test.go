@@ -213,3 +213,38 @@ func waitForDeploymentReplicas(t *testing.T, ns, name, want string) {
 		return nil
 	})
 }
+
+// A template that reads a ConfigMap (an input): while it is missing, the CR
+// says which and nothing is applied; once there, its data is rendered, and
+// a change to it renders the CR again.
+func TestInputChangeRendersAgain(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "graph-input")
+	applyWidget(t, ns, "w", "  withConfig: true\n  settings: w-settings\n")
+	eventually(t, 60*time.Second, "the missing input named", func() error {
+		if c := condition(t, ns, "widget/w", "Ready"); !strings.Contains(c, "InputMissing") || !strings.Contains(c, "ConfigMap/"+ns+"/w-settings") {
+			return fmt.Errorf("Ready %q", c)
+		}
+		return nil
+	})
+	if exists(t, ns, "deployment", "w") {
+		t.Error("children were applied while an input is missing")
+	}
+
+	settings := func(greeting string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w-settings\ndata:\n  greeting: " + greeting + "\n"
+	}
+	kubectlIn(t, settings("hi"), "apply", "-n", ns, "-f", "-")
+	waitReady(t, ns, "widget/w")
+	greeting := func() string { return jsonpath(t, ns, "configmap/w-config", "{.data.greeting}") }
+	if g := greeting(); g != "hi" {
+		t.Fatalf("the config's greeting is %q, want the input's hi", g)
+	}
+	kubectlIn(t, settings("hey"), "apply", "-n", ns, "-f", "-")
+	eventually(t, 60*time.Second, "the config following its input", func() error {
+		if g := greeting(); g != "hey" {
+			return fmt.Errorf("greeting %q", g)
+		}
+		return nil
+	})
+}
