@@ -135,3 +135,49 @@ func (a *Applier) Release(ctx context.Context, owner child.Owner, kinds []schema
 	}
 	return errors.Join(errs...)
 }
+
+// Withdraw deletes owner's children stage by stage: it acts on the first
+// stage that still has a child of owner's to delete, deleting what is not
+// being deleted yet, and returns what that stage still waits for (nil once
+// every stage is gone). Children kept by their policy (Retain) are not
+// waited for; those with policy Orphan are released. Each child is read
+// from the API server first and deleted with a UID precondition.
+func (a *Applier) Withdraw(ctx context.Context, owner child.Owner, stages [][]*unstructured.Unstructured) ([]string, error) {
+	for _, stage := range stages {
+		var waiting []string
+		for _, obj := range stage {
+			if child.NeverDeleted(obj.GroupVersionKind().GroupKind()) {
+				continue
+			}
+			live, err := a.fresh(ctx, obj)
+			if err != nil {
+				return nil, err
+			}
+			if live == nil {
+				continue
+			}
+			switch DecidePrune(live, owner) {
+			case PruneSkip, PruneKeep:
+				continue
+			case PruneRelease:
+				if err := a.release(ctx, live); err != nil {
+					return nil, fmt.Errorf("release %s: %w", child.Describe(live), err)
+				}
+				continue
+			}
+			waiting = append(waiting, child.Describe(live))
+			if live.GetDeletionTimestamp() != nil {
+				continue // going: its finalizers decide when
+			}
+			uid := live.GetUID()
+			err = a.children.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return nil, fmt.Errorf("delete %s: %w", child.Describe(live), err)
+			}
+		}
+		if len(waiting) > 0 {
+			return waiting, nil
+		}
+	}
+	return nil, nil
+}

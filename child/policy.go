@@ -40,6 +40,11 @@ const (
 // that they outlive it unclaimed.
 const FinalizerRelease = "cuerator.dev/release-orphans"
 
+// FinalizerDeleteInOrder is on a CR whose template deletes its children in
+// order (deleteInOrder): when the CR is deleted, the operator deletes them
+// stage by stage before the garbage collector takes the rest.
+const FinalizerDeleteInOrder = "cuerator.dev/delete-in-order"
+
 // Values of the annotations above.
 const (
 	ApplyCreateOnly = "create-only"

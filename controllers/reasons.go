@@ -58,6 +58,13 @@ const (
 	// ReasonInputMissing: an object the template reads (inputs) is not
 	// there, or could not be read; nothing is applied until it is.
 	ReasonInputMissing = "InputMissing"
+	// ReasonDeleting: the CR is being deleted, its children in the
+	// template's order.
+	ReasonDeleting = "Deleting"
+	// ReasonDeletionUnordered (events): a deletion in order could not wait
+	// any longer, or could not be ordered; the garbage collector takes the
+	// children.
+	ReasonDeletionUnordered = "DeletionUnordered"
 	// ReasonSuspended: the CR is suspended.
 	ReasonSuspended = "Suspended"
 	// ReasonContested: another operator process reconciles the CR too.
@@ -72,4 +79,5 @@ const ReasonChildrenChanged = "ChildrenChanged"
 const (
 	actionRender = "Render"
 	actionApply  = "Apply"
+	actionDelete = "Delete"
 )

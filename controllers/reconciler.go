@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,9 @@ type Reconciler struct {
 	ConflictRetry time.Duration
 	// Identity names this process in the statuses it writes.
 	Identity string
+	// DeletionTimeout bounds the wait for a stage of children of a CR
+	// deleted with deleteInOrder.
+	DeletionTimeout time.Duration
 
 	settled settledCRs
 	written statusWrites
@@ -90,14 +94,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// Removed from the templates: its children stay as they are, and a
 		// CR being deleted is not held back by a finalizer of ours.
 		if !cr.GetDeletionTimestamp().IsZero() {
-			return ctrl.Result{}, r.keepFinalizer(ctx, cr, false)
+			return ctrl.Result{}, r.keepFinalizers(ctx, cr)
 		}
 		return ctrl.Result{}, nil
 	}
 	if !cr.GetDeletionTimestamp().IsZero() {
 		// Children carry an ownerReference: the garbage collector removes
-		// them; those with policy Orphan are released first.
-		return ctrl.Result{}, r.finalize(ctx, cr, kind)
+		// them; those with policy Orphan are released first, and a template
+		// may ask for its children to go in order.
+		return r.finalize(ctx, cr, kind)
 	}
 	if cr.GetAnnotations()[child.AnnotationSuspend] == "true" {
 		r.settled.drop(req.NamespacedName)
@@ -305,7 +310,14 @@ func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, k
 		// until every child renders.
 		NoPrune: contested || len(rendered.Waiting) > 0,
 	})
-	if err := r.keepFinalizer(ctx, cr, res.Orphans); err != nil {
+	var finalizers []string
+	if res.Orphans {
+		finalizers = append(finalizers, child.FinalizerRelease)
+	}
+	if rendered.DeleteInOrder {
+		finalizers = append(finalizers, child.FinalizerDeleteInOrder)
+	}
+	if err := r.keepFinalizers(ctx, cr, finalizers...); err != nil {
 		res.Failed = append(res.Failed, &apply.ChildError{Object: child.Describe(cr), Err: err})
 	}
 	st.inventory = res.Inventory
@@ -319,23 +331,86 @@ func (r *Reconciler) apply(ctx context.Context, cr *unstructured.Unstructured, k
 	return res
 }
 
-// finalize releases the Orphan children of a CR being deleted, then lets
-// it go.
-func (r *Reconciler) finalize(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) error {
-	if !controllerutil.ContainsFinalizer(cr, child.FinalizerRelease) {
-		return nil
+// finalize lets a CR being deleted go: first its children go in the
+// template's order if it asks (deleteInOrder), then those with policy
+// Orphan are released.
+func (r *Reconciler) finalize(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) (ctrl.Result, error) {
+	if controllerutil.ContainsFinalizer(cr, child.FinalizerDeleteInOrder) {
+		if wait, err := r.withdraw(ctx, cr, kind); err != nil || wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, err
+		}
 	}
-	if err := r.Applier.Release(ctx, kind.Owner(cr), r.Children.kinds()); err != nil {
-		r.warn(cr, ReasonApplyFailed, actionApply, "releasing the Orphan children: "+err.Error())
-		return err
+	if controllerutil.ContainsFinalizer(cr, child.FinalizerRelease) {
+		if err := r.Applier.Release(ctx, kind.Owner(cr), r.Children.kinds()); err != nil {
+			r.warn(cr, ReasonApplyFailed, actionApply, "releasing the Orphan children: "+err.Error())
+			return ctrl.Result{}, err
+		}
 	}
-	return r.keepFinalizer(ctx, cr, false)
+	return ctrl.Result{}, r.keepFinalizers(ctx, cr)
 }
 
-// keepFinalizer puts FinalizerRelease on cr, or takes it off, as want says,
-// by a server-side apply of that finalizer alone: others' finalizers stay.
-func (r *Reconciler) keepFinalizer(ctx context.Context, cr *unstructured.Unstructured, want bool) error {
-	if controllerutil.ContainsFinalizer(cr, child.FinalizerRelease) == want {
+// deletionPoll is how often a CR deleted in order looks at the stage it
+// waits for; the children's watch usually tells it sooner.
+const deletionPoll = 2 * time.Second
+
+// defaultDeletionTimeout bounds the wait for each stage of a deletion in
+// order, unless Options say otherwise.
+const defaultDeletionTimeout = 5 * time.Minute
+
+// withdraw deletes the children of a CR being deleted, stage by stage in
+// the reverse of the template's order. It returns how soon to look again
+// while a stage is going, and 0 once every stage is gone or the wait is
+// over (the garbage collector then takes what is left); the CR's status
+// says what it waits for meanwhile.
+func (r *Reconciler) withdraw(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) (time.Duration, error) {
+	rendered, err := kind.Render(cr)
+	if err == nil && rendered.PendingInputs {
+		var inputs map[string]any
+		if inputs, err = r.readInputs(ctx, rendered.Inputs); err == nil {
+			err = rendered.Observe(render.Observed{Inputs: inputs})
+		}
+	}
+	if err == nil {
+		// With the live children, so that those that read others render
+		// too and are ordered with them.
+		_, _, _, err = r.gate(ctx, rendered)
+	}
+	if err != nil {
+		r.warn(cr, ReasonDeletionUnordered, actionDelete, "the children cannot be rendered to order their deletion, the garbage collector takes them: "+err.Error())
+		return 0, nil
+	}
+	waiting, err := r.Applier.Withdraw(ctx, kind.Owner(cr), rendered.DeletionStages())
+	if err != nil || len(waiting) == 0 {
+		return 0, err
+	}
+	since := time.Since(cr.GetDeletionTimestamp().Time)
+	if since >= r.DeletionTimeout {
+		r.warn(cr, ReasonDeletionUnordered, actionDelete, fmt.Sprintf("%s still there %s after the CR's deletion: the garbage collector takes the rest", strings.Join(waiting, ", "), r.DeletionTimeout))
+		return 0, nil
+	}
+	st := newStatus(cr)
+	msg := fmt.Sprintf("deleting the children in the template's order: waits until %s is gone (%s so far, at most %s)", strings.Join(waiting, ", "), since.Round(time.Second), r.DeletionTimeout)
+	st.set(ConditionReady, metav1.ConditionFalse, ReasonDeleting, msg)
+	st.set(ConditionReconciling, metav1.ConditionTrue, ReasonDeleting, msg)
+	if _, err := r.writeStatus(ctx, cr, st); err != nil && !errors.As(err, new(*heldStatus)) {
+		return 0, err
+	}
+	return deletionPoll, nil
+}
+
+// ourFinalizers are the finalizers cuerator puts on CRs.
+var ourFinalizers = []string{child.FinalizerRelease, child.FinalizerDeleteInOrder}
+
+// keepFinalizers makes want exactly the finalizers of ours on cr, by a
+// server-side apply of those alone: others' finalizers stay.
+func (r *Reconciler) keepFinalizers(ctx context.Context, cr *unstructured.Unstructured, want ...string) error {
+	same := true
+	for _, f := range ourFinalizers {
+		if controllerutil.ContainsFinalizer(cr, f) != slices.Contains(want, f) {
+			same = false
+		}
+	}
+	if same {
 		return nil
 	}
 	patch := &unstructured.Unstructured{}
@@ -343,17 +418,13 @@ func (r *Reconciler) keepFinalizer(ctx context.Context, cr *unstructured.Unstruc
 	patch.SetNamespace(cr.GetNamespace())
 	patch.SetName(cr.GetName())
 	patch.SetUID(cr.GetUID()) // never a CR of that name created since
-	finalizers := []string{}
-	if want {
-		finalizers = []string{child.FinalizerRelease}
-	}
-	patch.SetFinalizers(finalizers)
+	patch.SetFinalizers(append([]string{}, want...))
 	err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch), client.FieldOwner(child.FieldManager+"-finalizer"), client.ForceOwnership)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("finalizer %s: %w", child.FinalizerRelease, err)
+		return fmt.Errorf("finalizers %v: %w", want, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -52,6 +53,10 @@ type Options struct {
 	KindRetry time.Duration
 	// WatchNamespace restricts every watch to one namespace; empty watches all.
 	WatchNamespace string
+	// DeletionTimeout bounds how long a CR deleted with deleteInOrder waits
+	// for a stage of its children before the garbage collector takes the
+	// rest (default 5 minutes).
+	DeletionTimeout time.Duration
 }
 
 // Setup registers one controller per kind of lib with mgr; children are read
@@ -143,15 +148,16 @@ type setup struct {
 // its template lists.
 func (s *setup) addController(kind *render.Kind) error {
 	r := &Reconciler{
-		Client:        s.mgr.GetClient(),
-		Reader:        s.mgr.GetAPIReader(),
-		GVK:           kind.GVK,
-		Templates:     s.templates,
-		Applier:       s.applier,
-		Recorder:      s.mgr.GetEventRecorder("cuerator"),
-		Timeout:       s.opts.ReconcileTimeout,
-		ConflictRetry: s.opts.ConflictRetry,
-		Identity:      s.opts.Identity,
+		Client:          s.mgr.GetClient(),
+		Reader:          s.mgr.GetAPIReader(),
+		GVK:             kind.GVK,
+		Templates:       s.templates,
+		Applier:         s.applier,
+		Recorder:        s.mgr.GetEventRecorder("cuerator"),
+		Timeout:         s.opts.ReconcileTimeout,
+		ConflictRetry:   s.opts.ConflictRetry,
+		DeletionTimeout: cmp.Or(s.opts.DeletionTimeout, defaultDeletionTimeout),
+		Identity:        s.opts.Identity,
 	}
 	resync := make(chan event.GenericEvent)
 	cr := &unstructured.Unstructured{}

@@ -23,8 +23,15 @@ import (
 //	}
 //
 // Paths are dotted, from the object's root: "spec.replicas".
+//
+// With `deleteInOrder: true` a CR being deleted deletes its children in
+// the reverse of that order: those nothing depends on first, each stage
+// once the one after it is gone.
 
-var pathGraph = cue.ParsePath("graph")
+var (
+	pathGraph         = cue.ParsePath("graph")
+	pathDeleteInOrder = cue.ParsePath("deleteInOrder")
+)
 
 // Node is what the graph says of one child.
 type Node struct {
@@ -200,6 +207,35 @@ func (r *Rendered) FieldRules() map[string]child.FieldRules {
 		out[child.EntryOf(r.Objects[i]).ID] = child.FieldRules{Leave: n.Leave, IgnoreDrift: n.IgnoreDrift}
 	}
 	return out
+}
+
+// DeletionStages are the rendered children in the order a CR deleted with
+// deleteInOrder deletes them: first the children no other depends on
+// (the deepest in dependsOn), last those that depend on nothing.
+func (r *Rendered) DeletionStages() [][]*unstructured.Unstructured {
+	depth := map[string]int{}
+	var depthOf func(key string, seen int) int
+	depthOf = func(key string, seen int) int {
+		if d, ok := depth[key]; ok || seen > len(r.Graph) {
+			return d
+		}
+		d := 0
+		for _, dep := range r.Graph[key].DependsOn {
+			d = max(d, depthOf(dep, seen+1)+1)
+		}
+		depth[key] = d
+		return d
+	}
+	deepest := 0
+	for _, key := range r.Keys {
+		deepest = max(deepest, depthOf(key, 0))
+	}
+	stages := make([][]*unstructured.Unstructured, deepest+1)
+	for i, key := range r.Keys {
+		d := depthOf(key, 0)
+		stages[deepest-d] = append(stages[deepest-d], r.Objects[i])
+	}
+	return stages
 }
 
 // Object returns the rendered child of key, or nil when it waits.

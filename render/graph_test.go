@@ -142,3 +142,27 @@ func TestIncompleteChildWithoutDependsOnIsATemplateError(t *testing.T) {
 		t.Errorf("error %v, want a template error naming objects.deploy", err)
 	}
 }
+
+// A CR deleted in order deletes first what nothing depends on.
+func TestDeletionStagesReverseTheOrder(t *testing.T) {
+	out, err := graphModule(t, graphTemplate).Render(graphCR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Observe(render.Observed{Children: map[string]any{"secret": map[string]any{"metadata": map[string]any{"uid": "u"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, stage := range out.DeletionStages() {
+		var names []string
+		for _, obj := range stage {
+			names = append(names, obj.GetKind())
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	// The Deployment depends on the Secret: it goes first; the CronJob
+	// depends on nothing and goes with the Secret.
+	if strings.Join(got, " then ") != "Deployment then Secret+CronJob" {
+		t.Errorf("stages %v", got)
+	}
+}

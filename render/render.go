@@ -45,6 +45,9 @@ type Rendered struct {
 	// them (PendingInputs), nothing is rendered.
 	Inputs        []Input
 	PendingInputs bool
+	// DeleteInOrder: the CR's children are deleted in the reverse of the
+	// graph's order when it is (DeletionStages).
+	DeleteInOrder bool
 	// inputs are the inputs Observe was given, kept for later Observes and
 	// the status projection.
 	inputs map[string]any
@@ -74,6 +77,7 @@ type evaluation struct {
 	inputs      []Input
 	// pendingInputs: the template reads inputs, and none were given.
 	pendingInputs bool
+	deleteInOrder bool
 	// filled is the template filled with the CR, not with what was observed:
 	// the status projection fills that.
 	filled cue.Value
@@ -130,7 +134,7 @@ func (r *Rendered) evaluate(observed *Observed) error {
 	}
 	r.Objects, r.Keys, r.PodSelector, r.Unchecked = ev.objects, ev.keys, ev.podSelector, ev.unchecked
 	r.Waiting, r.Graph, r.Readiness, r.filled = ev.waiting, ev.graph, ev.readiness, ev.filled
-	r.Inputs, r.PendingInputs = ev.inputs, ev.pendingInputs
+	r.Inputs, r.PendingInputs, r.DeleteInOrder = ev.inputs, ev.pendingInputs, ev.deleteInOrder
 	// Children are owned by the CR as it was read, in its own version.
 	stamp := k.Owner(r.owner)
 	for _, obj := range r.Objects {
@@ -227,6 +231,11 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 	}
 	if out.graph, err = readGraph(withObserved, keys); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: err}
+	}
+	if v := filled.LookupPath(pathDeleteInOrder); v.Exists() {
+		if out.deleteInOrder, err = v.Bool(); err != nil {
+			return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("deleteInOrder (a bool): %w", Diagnose(err))}
+		}
 	}
 
 	total := 0

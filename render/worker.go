@@ -89,6 +89,7 @@ type workerResponse struct {
 	Readiness     map[string]Readiness `json:"readiness,omitempty"`
 	Inputs        []Input              `json:"inputs,omitempty"`
 	PendingInputs bool                 `json:"pendingInputs,omitempty"`
+	DeleteInOrder bool                 `json:"deleteInOrder,omitempty"`
 	Status        json.RawMessage      `json:"status,omitempty"`
 	Err           *wireError           `json:"err,omitempty"`
 }
@@ -278,7 +279,7 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 		}
 		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
 			Waiting: ev.waiting, Graph: ev.graph, Readiness: ev.readiness,
-			Inputs: ev.inputs, PendingInputs: ev.pendingInputs}
+			Inputs: ev.inputs, PendingInputs: ev.pendingInputs, DeleteInOrder: ev.deleteInOrder}
 		for _, obj := range ev.objects {
 			b, err := obj.MarshalJSON()
 			if err != nil {
@@ -378,7 +379,7 @@ func (p *workerPool) render(k *Kind, input map[string]any, random string, observ
 	}
 	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked,
 		waiting: resp.Waiting, graph: resp.Graph, readiness: resp.Readiness,
-		inputs: resp.Inputs, pendingInputs: resp.PendingInputs}
+		inputs: resp.Inputs, pendingInputs: resp.PendingInputs, deleteInOrder: resp.DeleteInOrder}
 	if len(resp.Objects) != len(resp.Keys) {
 		return nil, fmt.Errorf("render worker: %d objects for %d keys", len(resp.Objects), len(resp.Keys))
 	}

@@ -83,6 +83,7 @@ so it takes no -n.`,
 	f.DurationVar(&opts.BackoffMax, "backoff-max", 5*time.Minute, "longest retry delay after repeated failures")
 	f.DurationVar(&opts.ConflictRetry, "conflict-retry", 30*time.Second, "how often a CR blocked by a child it does not own looks again for the adopt annotation")
 	f.DurationVar(&opts.KindRetry, "kind-retry", 30*time.Second, "how often a kind that cannot start (its CRD missing or refused, its CRs not listable) is tried again, while the other kinds serve")
+	f.DurationVar(&opts.DeletionTimeout, "deletion-timeout", 5*time.Minute, "how long a CR whose template deletes its children in order (deleteInOrder) waits for each stage before the garbage collector takes the rest")
 	f.DurationVar(&opts.SyncPeriod, "sync-period", 10*time.Hour, "how often every CR is reconciled again even when nothing changed")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained (client-side limit)")
 	f.IntVar(&burst, "kube-api-burst", 300, "requests to the API server allowed in a burst above --kube-api-qps")

@@ -248,3 +248,52 @@ func TestInputChangeRendersAgain(t *testing.T) {
 		return nil
 	})
 }
+
+// A template that asks for it deletes its children in the reverse of their
+// order: the relay, which reads the config, goes first, and the config
+// stays until it has gone. A stage that never goes is waited for at most
+// the deletion timeout (20 s here), said in the CR's status meanwhile,
+// and then the garbage collector takes the rest.
+func TestDeletionInOrder(t *testing.T) {
+	startWidgets(t)
+	ns := namespace(t, "graph-delete")
+	applyWidget(t, ns, "w", "  withConfig: true\n  relay: true\n")
+	waitReady(t, ns, "widget/w")
+	// Something of the user's holds the relay back.
+	kubectl(t, "patch", "-n", ns, "configmap/w-relay", "--type=merge", "-p", `{"metadata":{"finalizers":["test.cuerator.dev/hold"]}}`)
+	t.Cleanup(func() {
+		_, _ = kubectlOut(testCluster.KubeconfigPath, "patch", "-n", ns, "configmap/w-relay", "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)
+	})
+	kubectl(t, "delete", "-n", ns, "widget/w", "--wait=false")
+
+	eventually(t, 30*time.Second, "the CR saying what it waits for", func() error {
+		if c := condition(t, ns, "widget/w", "Reconciling"); !strings.Contains(c, "Deleting") || !strings.Contains(c, "ConfigMap/"+ns+"/w-relay") {
+			return fmt.Errorf("Reconciling %q", c)
+		}
+		return nil
+	})
+	if jsonpath(t, ns, "configmap/w-relay", "{.metadata.deletionTimestamp}") == "" {
+		t.Error("the relay, first to go, is not being deleted")
+	}
+	if !exists(t, ns, "configmap", "w-config") || jsonpath(t, ns, "configmap/w-config", "{.metadata.deletionTimestamp}") != "" {
+		t.Error("the config was deleted before the relay that reads it had gone")
+	}
+
+	// Past the timeout the CR goes, and the garbage collector takes the
+	// config.
+	eventually(t, 60*time.Second, "the CR gone after the deletion timeout", func() error {
+		if exists(t, ns, "widget", "w") {
+			return fmt.Errorf("widget/w still there")
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "the config collected", func() error {
+		if exists(t, ns, "configmap", "w-config") {
+			return fmt.Errorf("configmap/w-config still there")
+		}
+		return nil
+	})
+	if !strings.Contains(kubectl(t, "get", "events", "-n", ns, "--field-selector", "reason=DeletionUnordered", "-o", "jsonpath={.items[*].message}"), "w-relay") {
+		t.Error("no DeletionUnordered event naming the relay")
+	}
+}

@@ -83,6 +83,7 @@ var quickReconciles = controllers.Options{
 	ConflictRetry:           time.Second,
 	TemplatesPoll:           300 * time.Millisecond,
 	KindRetry:               time.Second,
+	DeletionTimeout:         20 * time.Second,
 }
 
 // inProcessOperator is an operator running in the test process.
