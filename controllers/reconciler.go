@@ -184,25 +184,15 @@ func (r *Reconciler) suspend(ctx context.Context, cr *unstructured.Unstructured)
 func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status, seen *settled, contested bool) (ctrl.Result, error) {
 	rendered, err := r.render(cr, kind)
 	if err != nil {
-		// Retrying cannot fix a spec or template error; a new generation
-		// will. Nothing is applied or pruned from a failed render.
-		reason := ReasonInvalidSpec
-		if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
-			reason = ReasonTemplateError
-		}
-		st.stalled(reason, err.Error())
-		r.warn(cr, reason, actionRender, err.Error())
-		return ctrl.Result{}, reconcile.TerminalError(err)
+		return r.renderFailed(cr, st, err)
 	}
-
 	r.inputs.set(client.ObjectKeyFromObject(cr), rendered.Inputs)
 	if rendered.PendingInputs {
 		inputs, err := r.readInputs(ctx, rendered.Inputs)
 		if missing := (*missingInput)(nil); errors.As(err, &missing) {
 			// Nothing applied or pruned: the input's creation reconciles
 			// the CR again.
-			st.set(ConditionReady, metav1.ConditionFalse, ReasonInputMissing, err.Error())
-			st.set(ConditionReconciling, metav1.ConditionTrue, ReasonInputMissing, err.Error())
+			st.failing(ReasonInputMissing, err.Error())
 			return ctrl.Result{}, nil
 		}
 		if err != nil {
@@ -210,12 +200,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 			return ctrl.Result{}, err
 		}
 		if err := rendered.Observe(render.Observed{Inputs: inputs}); err != nil {
-			reason := ReasonInvalidSpec
-			if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
-				reason = ReasonTemplateError
-			}
-			st.stalled(reason, err.Error())
-			return ctrl.Result{}, reconcile.TerminalError(err)
+			return r.renderFailed(cr, st, err)
 		}
 	}
 	if err := r.Children.catchUp(gvksOf(rendered.Objects)); err != nil {
@@ -223,12 +208,10 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, err
 	}
 	toApply, held, waits, err := r.gate(ctx, rendered)
+	if errors.As(err, new(*render.TemplateError)) {
+		return r.renderFailed(cr, st, err)
+	}
 	if err != nil {
-		if terr := (*render.TemplateError)(nil); errors.As(err, &terr) {
-			st.stalled(ReasonTemplateError, err.Error())
-			r.warn(cr, ReasonTemplateError, actionRender, err.Error())
-			return ctrl.Result{}, reconcile.TerminalError(err)
-		}
 		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
 	}
@@ -281,6 +264,19 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 	st.projected = projected
 	st.health(waits, healths)
 	return ctrl.Result{}, nil
+}
+
+// renderFailed records a render that failed: retrying cannot fix a spec
+// or template error, a new generation will. Nothing is applied or pruned
+// from a failed render.
+func (r *Reconciler) renderFailed(cr *unstructured.Unstructured, st *status, err error) (ctrl.Result, error) {
+	reason := ReasonInvalidSpec
+	if errors.As(err, new(*render.TemplateError)) {
+		reason = ReasonTemplateError
+	}
+	st.stalled(reason, err.Error())
+	r.warn(cr, reason, actionRender, err.Error())
+	return ctrl.Result{}, reconcile.TerminalError(err)
 }
 
 func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*render.Rendered, error) {
