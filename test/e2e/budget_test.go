@@ -126,7 +126,11 @@ func sampleTreeRSS(t *testing.T, pid int) func() int64 {
 }
 
 // treeRSS is the resident memory of pid and its descendants, from /proc.
-func treeRSS(pid int) int64 {
+func treeRSS(pid int) int64 { return treeMemory(pid, "VmRSS:") }
+
+// treeMemory sums the /proc/PID/status field (VmRSS:, RssAnon:) of pid and
+// its descendants, in bytes.
+func treeMemory(pid int, field string) int64 {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -169,7 +173,7 @@ func treeRSS(pid int) int64 {
 			continue
 		}
 		for _, line := range strings.Split(string(status), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if rest, ok := strings.CutPrefix(line, field); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 				total += kb << 10
 			}

@@ -399,8 +399,9 @@ func memoryWaitIdle(b *testing.B, op *operatorProcess, timeout time.Duration) (m
 }
 
 // memorySample is one reading, in bytes.
-// withWorkers is the RSS of the operator and its render workers together:
-// what the Deployment's memory limit counts.
+// withWorkers is the memory of the operator and its render workers
+// together, as the pod's memory cgroup charges it: their anonymous memory,
+// and the binary's file pages, which they share, once.
 type memorySample struct{ rss, heapInuse, heapAlloc, withWorkers float64 }
 
 // memoryRange holds, for each figure, the least and the most of several
@@ -437,7 +438,7 @@ func memorySampleMemory(b testing.TB, op *operatorProcess) (memoryRange, error) 
 			rss:         rss,
 			heapInuse:   sumMetric(fams, "go_memstats_heap_inuse_bytes", nil),
 			heapAlloc:   sumMetric(fams, "go_memstats_heap_alloc_bytes", nil),
-			withWorkers: float64(treeRSS(op.cmd.Process.Pid)),
+			withWorkers: float64(treeMemory(op.cmd.Process.Pid, "RssAnon:") + ownFileRSS(op.cmd.Process.Pid)),
 		}
 		lastGC := sumMetric(fams, "go_memstats_last_gc_time_seconds", nil)
 		if i == 0 {
@@ -476,3 +477,19 @@ func memoryRSS(pid int) (float64, error) {
 }
 
 func mib(bytes float64) float64 { return bytes / (1 << 20) }
+
+// ownFileRSS is the file-backed resident memory of pid alone: the
+// binary's pages its workers share.
+func ownFileRSS(pid int) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
