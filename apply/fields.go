@@ -31,7 +31,9 @@ func only(obj *unstructured.Unstructured, paths []string) *unstructured.Unstruct
 	out.SetName(obj.GetName())
 	for _, p := range paths {
 		if v, ok, _ := unstructured.NestedFieldNoCopy(obj.Object, splitPath(p)...); ok {
-			_ = unstructured.SetNestedField(out.Object, runtimeDeepCopy(v), splitPath(p)...)
+			// SetNestedField copies v; it fails only where obj's own value
+			// on the path is not an object, which then has no such field.
+			_ = unstructured.SetNestedField(out.Object, v, splitPath(p)...)
 		}
 	}
 	return out
@@ -46,15 +48,12 @@ func withLiveValues(obj, live *unstructured.Unstructured, paths []string) *unstr
 	out := obj.DeepCopy()
 	for _, p := range paths {
 		if v, ok, _ := unstructured.NestedFieldNoCopy(live.Object, splitPath(p)...); ok {
-			_ = unstructured.SetNestedField(out.Object, runtimeDeepCopy(v), splitPath(p)...)
+			// SetNestedField copies v; it fails only where obj's own value
+			// on the path is not an object, which then has no such field.
+			_ = unstructured.SetNestedField(out.Object, v, splitPath(p)...)
 		}
 	}
 	return out
-}
-
-// runtimeDeepCopy copies a JSON-like value.
-func runtimeDeepCopy(v any) any {
-	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]
 }
 
 // ownsAny reports whether manager's entries of live's managedFields hold
