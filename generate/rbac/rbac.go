@@ -111,10 +111,10 @@ func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 			g.add(k.GVK.Group, k.Plural+"/finalizers", crFinalizerVerbs...)
 		}
 		for _, child := range k.ChildKinds {
-			g.add(child.Group, resourceOf(lib, child), childVerbs...)
+			g.add(child.Group, ResourceOf(lib, child), childVerbs...)
 		}
 		for _, input := range k.InputKinds {
-			g.add(input.Group, resourceOf(lib, input), inputVerbs...)
+			g.add(input.Group, ResourceOf(lib, input), inputVerbs...)
 		}
 		// The API server lets the operator create a Role only with what
 		// the operator may do itself.
@@ -283,8 +283,9 @@ var irregularPlurals = map[schema.GroupKind]string{
 	{Group: "elasticsearch.k8s.elastic.co", Kind: "Elasticsearch"}: "elasticsearches",
 }
 
-// resourceOf names the resource that serves gvk, without a cluster.
-func resourceOf(lib *render.Library, gvk schema.GroupVersionKind) string {
+// ResourceOf names the resource that serves gvk, without a cluster, as the
+// generated rules name it.
+func ResourceOf(lib *render.Library, gvk schema.GroupVersionKind) string {
 	if k := lib.Kind(gvk); k != nil {
 		return k.Plural
 	}

@@ -145,7 +145,7 @@ func TestGrantsOfOtherOperatorsKindsAndOfRoles(t *testing.T) {
 		{"mysql.oracle.com", "innodbclusters", "patch"},
 		{"discovery.k8s.io", "endpointslices", "watch"},
 		{"", "endpoints", "list"},
-		{"", "configmaps", "get"},
+		{"", "pods", "watch"},
 	} {
 		found := false
 		for _, r := range role.Rules {
