@@ -233,6 +233,9 @@ func TestNames(t *testing.T) {
 		{`spec.replicas: Invalid value: 0`, "spec.replica", false},
 		{`spec.tls.secretName: Required value`, "tls.secretName", false},
 		{`metadata.name: Invalid value`, "spec", false},
+		{`spec.nodeSets[0].count: Invalid value: 0`, "spec.nodeSets.0.count", true},
+		{`spec.nodeSets.0.count: invalid value 0`, "spec.nodeSets.0.count", true},
+		{`spec.nodeSets[0].count: Invalid value: 0`, "spec.nodeSets.1.count", false},
 	} {
 		if got := Names(tc.message, tc.field); got != tc.want {
 			t.Errorf("Names(%q, %q) = %v, want %v", tc.message, tc.field, got, tc.want)
