@@ -125,6 +125,16 @@ func installOperatorCRDs(t *testing.T) {
 	installCRD(t, crdNamed(t, innoDBClusterCRD, "innodbclusters.mysql.oracle.com"), "innodbclusters.mysql.oracle.com")
 }
 
+// otherOperatorsReport plays the Prometheus Operator and ECK for the
+// samples' children in ns: each reports its child ready.
+func otherOperatorsReport(t *testing.T, ns string) {
+	t.Helper()
+	waitChild(t, ns, "prometheus.monitoring.coreos.com", "prometheus")
+	patchStatus(t, ns, "prometheus.monitoring.coreos.com/prometheus", `{"availableReplicas":1,"conditions":[{"type":"Available","status":"True","lastTransitionTime":"2026-12-02T00:00:00Z"}]}`)
+	waitChild(t, ns, "elasticsearch", "quickstart")
+	patchStatus(t, ns, "elasticsearch/quickstart", `{"health":"green","phase":"Ready","availableNodes":1}`)
+}
+
 // waitNotServed waits until the CR is not Ready and names the kind the
 // cluster does not serve.
 func waitNotServed(t *testing.T, ns, cr, kind string) {

@@ -216,11 +216,7 @@ func testLeastPrivilege(t *testing.T, shipped []*unstructured.Unstructured) {
 
 	installOperatorCRDs(t)
 	crs := renamed.samples(t, lib, ns)
-	// The other operators' part: their kinds are ready.
-	waitChild(t, ns, "prometheus.monitoring.coreos.com", "prometheus")
-	patchStatus(t, ns, "prometheus.monitoring.coreos.com/prometheus", `{"availableReplicas":1,"conditions":[{"type":"Available","status":"True","lastTransitionTime":"2026-12-02T00:00:00Z"}]}`)
-	waitChild(t, ns, "elasticsearch", "quickstart")
-	patchStatus(t, ns, "elasticsearch/quickstart", `{"health":"green","phase":"Ready","availableNodes":1}`)
+	otherOperatorsReport(t, ns)
 	for _, cr := range crs {
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
 	}
