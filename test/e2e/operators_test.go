@@ -158,6 +158,19 @@ func waitChild(t *testing.T, ns, resource, name string) {
 	})
 }
 
+// waitNotReady waits until the CR is Ready=False naming the child and
+// saying what its template's readiness says.
+func waitNotReady(t *testing.T, ns, cr, child, reason string) {
+	t.Helper()
+	eventually(t, 60*time.Second, cr+" not ready, naming "+child, func() error {
+		c := condition(t, ns, cr, "Ready")
+		if !strings.HasPrefix(c, "False/") || !strings.Contains(c, child) || !strings.Contains(c, reason) {
+			return fmt.Errorf("Ready %q", c)
+		}
+		return nil
+	})
+}
+
 func patchStatus(t *testing.T, ns, object, status string) {
 	t.Helper()
 	kubectl(t, "patch", "-n", ns, object, "--subresource=status", "--type=merge", "-p", `{"status":`+status+`}`)
@@ -165,8 +178,8 @@ func patchStatus(t *testing.T, ns, object, status string) {
 
 // A Database of type mysql composes the MySQL Operator: without its CRD it
 // says InnoDBCluster is not served and still creates its root Secret; with
-// the CRD, it gets the seed's InnoDBCluster and follows the status the
-// operator writes. The InnoDBCluster is reconciled as a built-in child is:
+// the CRD, it gets the seed's InnoDBCluster, and its status and Ready
+// follow what the operator writes. The InnoDBCluster is reconciled as a built-in child is:
 // an edit is undone, a child someone else made is not taken, the CR's own
 // CRD refuses a shape the template refuses, and a Database that becomes
 // PostgreSQL has its InnoDBCluster pruned.
@@ -205,14 +218,20 @@ func TestDatabaseMySQL(t *testing.T) {
 	}
 	waitForStatus(t, ns, cr, "endpoint", "mycluster."+ns+".svc:3306")
 	waitForStatus(t, ns, cr, "clusterStatus", "PENDING")
+	// kstatus calls the InnoDBCluster Current; the template does not.
+	waitNotReady(t, ns, cr, "InnoDBCluster/"+ns+"/mycluster", "is PENDING: 0 of 3 instances online")
 
 	// The operator brings the cluster online, then loses an instance.
 	patchStatus(t, ns, "innodbcluster/mycluster", `{"cluster":{"status":"ONLINE","onlineInstances":3}}`)
 	waitForStatus(t, ns, cr, "clusterStatus", "ONLINE")
 	waitForStatus(t, ns, cr, "readyReplicas", "3")
+	waitReady(t, ns, cr)
 	patchStatus(t, ns, "innodbcluster/mycluster", `{"cluster":{"status":"ONLINE_PARTIAL","onlineInstances":2}}`)
 	waitForStatus(t, ns, cr, "clusterStatus", "ONLINE_PARTIAL")
 	waitForStatus(t, ns, cr, "readyReplicas", "2")
+	waitNotReady(t, ns, cr, "InnoDBCluster/"+ns+"/mycluster", "is ONLINE_PARTIAL: 2 of 3 instances online")
+	patchStatus(t, ns, "innodbcluster/mycluster", `{"cluster":{"status":"ONLINE","onlineInstances":3}}`)
+	waitReady(t, ns, cr)
 
 	// Drift: an edit of a field the template sets is undone.
 	kubectl(t, "patch", "-n", ns, "innodbcluster/mycluster", "--type=merge", "-p", `{"spec":{"instances":5}}`)
@@ -285,14 +304,17 @@ func TestMonitoringPrometheus(t *testing.T) {
 		t.Errorf("Prometheus spec: %v", p.Spec)
 	}
 	waitForStatus(t, ns, cr, "available", "false")
+	waitNotReady(t, ns, cr, "Prometheus/"+ns+"/prometheus", "is not available yet")
 
 	// The Prometheus Operator reports it Available, then not.
 	patchStatus(t, ns, "prometheus.monitoring.coreos.com/prometheus", `{"availableReplicas":1,"replicas":1,"updatedReplicas":1,"unavailableReplicas":0,"paused":false,"conditions":[{"type":"Available","status":"True","lastTransitionTime":"2026-12-02T00:00:00Z"}]}`)
 	waitForStatus(t, ns, cr, "available", "true")
 	waitForStatus(t, ns, cr, "availableReplicas", "1")
+	waitReady(t, ns, cr)
 	patchStatus(t, ns, "prometheus.monitoring.coreos.com/prometheus", `{"availableReplicas":0,"conditions":[{"type":"Available","status":"False","lastTransitionTime":"2026-12-02T00:01:00Z","reason":"NoPodReady","message":"shard 0: pod prometheus-prometheus-0: containers with incomplete status"}]}`)
 	waitForStatus(t, ns, cr, "available", "false")
 	waitForStatus(t, ns, cr, "availableReplicas", "0")
+	waitNotReady(t, ns, cr, "Prometheus/"+ns+"/prometheus", "shard 0: pod prometheus-prometheus-0: containers with incomplete status")
 
 	// A WebApp with monitoring, its team's label on the Monitoring's
 	// selector: the Prometheus Operator would give the Prometheus its
@@ -342,6 +364,7 @@ func TestSearchClusterElasticsearch(t *testing.T) {
 	}
 	waitForStatus(t, ns, cr, "health", "unknown")
 	waitForStatus(t, ns, cr, "endpoint", "https://quickstart-es-http."+ns+".svc:9200")
+	waitNotReady(t, ns, cr, "Elasticsearch/"+ns+"/quickstart", "is unknown, phase Pending")
 
 	// ECK reports the cluster green and Ready, then yellow while it
 	// applies a change.
@@ -349,7 +372,9 @@ func TestSearchClusterElasticsearch(t *testing.T) {
 	waitForStatus(t, ns, cr, "health", "green")
 	waitForStatus(t, ns, cr, "phase", "Ready")
 	waitForStatus(t, ns, cr, "availableNodes", "1")
+	waitReady(t, ns, cr)
 	patchStatus(t, ns, "elasticsearch/quickstart", `{"health":"yellow","phase":"ApplyingChanges"}`)
 	waitForStatus(t, ns, cr, "health", "yellow")
 	waitForStatus(t, ns, cr, "phase", "ApplyingChanges")
+	waitNotReady(t, ns, cr, "Elasticsearch/"+ns+"/quickstart", "is yellow, phase ApplyingChanges")
 }
