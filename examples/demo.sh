@@ -44,6 +44,9 @@ echo "== operator running (pid $(cat "$pidfile")), log in $state/operator.log"
 kubectl apply -f examples/
 kubectl wait --for=condition=Ready memcacheds,webapps,databases --all --timeout=180s
 kubectl get memcacheds,webapps,databases
+# The demo cluster runs neither the Prometheus Operator nor ECK: the
+# Monitoring and the SearchCluster say which kind is not served.
+kubectl get monitorings,searchclusters
 kubectl get deployments,statefulsets,services,ingresses,cronjobs,pvc,pods
 
 cat <<MSG
@@ -55,6 +58,7 @@ Look further:
   kubectl get memcached memcached-sample -o jsonpath='{.status.nodes}'
   kubectl get webapp my-webapp -o jsonpath='{.status.url}'
   kubectl get database my-db -o jsonpath='{.status.endpoint}'
+  kubectl get monitoring prometheus -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}'
   bin/cuerator render -f examples/memcached-sample.yaml
 Stop it all:
   make demo-stop

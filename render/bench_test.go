@@ -12,9 +12,11 @@ import (
 )
 
 var examples = map[string]string{
-	"Memcached": "../examples/memcached-sample.yaml",
-	"WebApp":    "../examples/webapp-sample.yaml",
-	"Database":  "../examples/database-sample.yaml",
+	"Memcached":     "../examples/memcached-sample.yaml",
+	"WebApp":        "../examples/webapp-sample.yaml",
+	"Database":      "../examples/database-sample.yaml",
+	"Monitoring":    "../examples/monitoring-sample.yaml",
+	"SearchCluster": "../examples/searchcluster-sample.yaml",
 }
 
 // BenchmarkRender renders each seed sample next to the floor: building the

@@ -16,6 +16,9 @@ func FuzzRender(f *testing.F) {
 		`{"size": 3, "image": "memcached:1.6"}`,
 		`{"replicas": 3, "image": "nginx:alpine", "port": 80, "domain": "example.com", "tls": {"secretName": "x"}, "monitoring": {"enabled": true}}`,
 		`{"type": "postgresql", "version": "13", "storage": {"size": "10Gi"}, "backup": {"enabled": true, "schedule": "0 2 * * *"}}`,
+		`{"type": "mysql", "version": "9.1.0", "storage": {"size": "10Gi"}, "mysql": {"instances": 3, "router": {"instances": 2}}}`,
+		`{"serviceMonitorSelector": {"matchLabels": {"team": "frontend"}}, "resources": {"requests": {"memory": "400Mi"}}}`,
+		`{"version": "8.8.0", "nodeSets": [{"name": "default", "count": 1, "roles": ["master", "data", "ingest"]}]}`,
 		`{"size": 1e400}`, `{"size": -1}`, `{"replicas": "3"}`, `[]`, `null`, `{"": {}}`,
 	} {
 		f.Add([]byte(seed))

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"cuelang.org/go/cue"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,6 +48,8 @@ type Kind struct {
 	keepsDigests bool
 	// keepsReconciler is set when #Status can name the process that wrote it.
 	keepsReconciler bool
+	// roleRules are the rules of the template's Roles (grants.go).
+	roleRules []rbacv1.PolicyRule
 	// env is how the kind renders: its library's budget and evaluator.
 	env *environment
 }

@@ -480,7 +480,8 @@ func TestRenderKindsRejectBadSpecs(t *testing.T) {
 		// Service's, which must be a DNS-1035 label.
 		{"webapp name with a dot", webAppSample, "metadata.name", rename("my.webapp")},
 		{"webapp name starting with a digit", webAppSample, "metadata.name", rename("1webapp")},
-		{"database type mysql", databaseSample, "spec.type", set("spec.type", "mysql")},
+		{"database type unsupported", databaseSample, "spec.type", set("spec.type", "oracle")},
+		{"database mysql without a full version", databaseSample, "spec.version", set("spec.type", "mysql")},
 		{"database version unquoted", databaseSample, "spec.version", set("spec.version", int64(13))},
 		{"database version latest", databaseSample, "spec.version", set("spec.version", "latest")},
 		{"database without storage", databaseSample, "spec.storage.size", drop("spec.storage")},

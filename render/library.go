@@ -120,6 +120,9 @@ func Load(fsys fs.FS, opts ...Option) (*Library, error) {
 		if err := k.checkScale(); err != nil {
 			return nil, fmt.Errorf("kind %s: %w", d, err)
 		}
+		if err := k.loadRoleRules(); err != nil {
+			return nil, fmt.Errorf("kind %s: %w", d, err)
+		}
 		if other, dup := lib.byGK[k.GVK.GroupKind()]; dup {
 			return nil, fmt.Errorf("kind %s: %s is already defined by %s", d, k.GVK.GroupKind(), other.Dir)
 		}

@@ -175,3 +175,40 @@ func TestLoadRefusesAScaleTheStatusDoesNotProject(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The rules of a template's Role are read when the module loads, for the
+// operator's RBAC, which must hold them: rules that depend on the CR are
+// refused, naming the field.
+func TestRoleRulesAreReadWithoutACR(t *testing.T) {
+	const head = "package x\nchildKinds: [{apiVersion: \"rbac.authorization.k8s.io/v1\", kind: \"Role\"}]\ncr: {metadata: name: string, spec: resource: string}\n"
+	lib, err := moduleOf(t, xHeader+"#Status: {...}\n", head+`objects: role: {
+	apiVersion: "rbac.authorization.k8s.io/v1"
+	kind:       "Role"
+	metadata: name: cr.metadata.name
+	rules: [{apiGroups: [""], resources: ["services"], verbs: ["get", "list"]}]
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := lib.Kinds()[0].RoleRules()
+	if len(rules) != 1 || rules[0].Resources[0] != "services" || len(rules[0].Verbs) != 2 {
+		t.Errorf("rules %+v", rules)
+	}
+
+	_, err = moduleOf(t, xHeader+"#Status: {...}\n", head+`objects: role: {
+	apiVersion: "rbac.authorization.k8s.io/v1"
+	kind:       "Role"
+	metadata: name: cr.metadata.name
+	rules: [{apiGroups: [""], resources: [cr.spec.resource], verbs: ["get"]}]
+}
+`)
+	if err == nil {
+		t.Fatal("a Role whose rules read the CR loaded")
+	}
+	for _, want := range []string{"x/x.cue:", "objects.role.rules: a Role's rules must not depend on the CR"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+}

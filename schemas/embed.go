@@ -7,5 +7,5 @@ import "embed"
 
 // FS holds the module with cue.mod at its root.
 //
-//go:embed all:cue.mod common memcached webapp database
+//go:embed all:cue.mod common memcached webapp database search monitoring
 var FS embed.FS

@@ -77,6 +77,16 @@ apiVersion: database.example.com/v1alpha1
 kind: Database
 metadata: {name: sample}
 spec: {type: postgresql, version: "13", storage: {size: 10Gi}}
+---
+apiVersion: monitoring.example.com/v1alpha1
+kind: Monitoring
+metadata: {name: sample}
+spec: {}
+---
+apiVersion: search.example.com/v1alpha1
+kind: SearchCluster
+metadata: {name: sample}
+spec: {version: 8.8.0, nodeSets: [{name: default}]}
 `
 
 func bundleSource(t *testing.T, manifests string) BundleSource {
@@ -140,7 +150,7 @@ func TestBundle(t *testing.T) {
 	for _, o := range csv.Spec.CustomResourceDefinitions.Owned {
 		owned = append(owned, o.Name+" "+o.Version+" "+o.Kind)
 	}
-	want := "webapps.apps.example.com v1alpha1 WebApp, memcacheds.cache.example.com v1alpha1 Memcached, databases.database.example.com v1alpha1 Database"
+	want := "webapps.apps.example.com v1alpha1 WebApp, memcacheds.cache.example.com v1alpha1 Memcached, databases.database.example.com v1alpha1 Database, monitorings.monitoring.example.com v1alpha1 Monitoring, searchclusters.search.example.com v1alpha1 SearchCluster"
 	if got := strings.Join(owned, ", "); got != want {
 		t.Errorf("owned CRDs %s, want %s", got, want)
 	}

@@ -92,8 +92,9 @@ const (
 )
 
 // ManagerClusterRole is the ClusterRole the operator needs to serve lib's
-// kinds: their CRs and status, every child kind their templates list, pods
-// for templates that observe them, and events. It never grants a wildcard.
+// kinds: their CRs and status, every child kind their templates list, what
+// the Roles they produce grant, pods for templates that observe them, and
+// events. It never grants a wildcard.
 //
 // Child kinds map to resources offline, by the kind's own plural when the
 // child is a kind of lib and otherwise by meta.UnsafeGuessKindToResource
@@ -110,10 +111,19 @@ func ManagerClusterRole(lib *render.Library) *rbacv1.ClusterRole {
 			g.add(k.GVK.Group, k.Plural+"/finalizers", crFinalizerVerbs...)
 		}
 		for _, child := range k.ChildKinds {
-			g.add(child.Group, resourceOf(lib, child), childVerbs...)
+			g.add(child.Group, ResourceOf(lib, child), childVerbs...)
 		}
 		for _, input := range k.InputKinds {
-			g.add(input.Group, resourceOf(lib, input), inputVerbs...)
+			g.add(input.Group, ResourceOf(lib, input), inputVerbs...)
+		}
+		// The API server lets the operator create a Role only with what
+		// the operator may do itself.
+		for _, r := range k.RoleRules() {
+			for _, group := range r.APIGroups {
+				for _, resource := range r.Resources {
+					g.add(group, resource, r.Verbs...)
+				}
+			}
 		}
 		observesPods = observesPods || k.ObservesPods()
 	}
@@ -267,10 +277,20 @@ func YAML(header string, objs ...any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// resourceOf names the resource that serves gvk, without a cluster.
-func resourceOf(lib *render.Library, gvk schema.GroupVersionKind) string {
+// irregularPlurals are the resources of other operators' kinds that the
+// English suffix rules guess wrong, where a shipped template produces them.
+var irregularPlurals = map[schema.GroupKind]string{
+	{Group: "elasticsearch.k8s.elastic.co", Kind: "Elasticsearch"}: "elasticsearches",
+}
+
+// ResourceOf names the resource that serves gvk, without a cluster, as the
+// generated rules name it.
+func ResourceOf(lib *render.Library, gvk schema.GroupVersionKind) string {
 	if k := lib.Kind(gvk); k != nil {
 		return k.Plural
+	}
+	if plural, ok := irregularPlurals[gvk.GroupKind()]; ok {
+		return plural
 	}
 	plural, _ := meta.UnsafeGuessKindToResource(gvk)
 	return plural.Resource

@@ -133,6 +133,32 @@ func TestGeneratedRulesAreNarrow(t *testing.T) {
 	}
 }
 
+// The shipped kinds produce other operators' kinds; each is granted under
+// the resource its CRD serves, which for Elasticsearch is not the plural
+// the English suffix rules guess. Monitoring's Role grants Prometheus what
+// it reads of the namespace, which the operator must hold to create it.
+func TestGrantsOfOtherOperatorsKindsAndOfRoles(t *testing.T) {
+	role := rbac.ManagerClusterRole(loadLibrary(t))
+	for _, want := range []struct{ group, resource, verb string }{
+		{"elasticsearch.k8s.elastic.co", "elasticsearches", "patch"},
+		{"monitoring.coreos.com", "prometheuses", "patch"},
+		{"mysql.oracle.com", "innodbclusters", "patch"},
+		{"discovery.k8s.io", "endpointslices", "watch"},
+		{"", "endpoints", "list"},
+		{"", "pods", "watch"},
+	} {
+		found := false
+		for _, r := range role.Rules {
+			if slices.Contains(r.APIGroups, want.group) && slices.Contains(r.Resources, want.resource) && slices.Contains(r.Verbs, want.verb) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no rule grants %s on %s of group %q: %+v", want.verb, want.resource, want.group, role.Rules)
+		}
+	}
+}
+
 // An operator run with --templates installs the CRDs of its kinds, and may
 // write no other CRD.
 func TestCRDInstallerClusterRole(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -38,8 +39,17 @@ func readRejectsHeader(r io.Reader, name string) (string, error) {
 // Names reports whether message names the field path: the path stands
 // whole, neither the start of a longer name (spec.replica in spec.replicas)
 // nor the end of a longer path (tls.secretName in spec.tls.secretName); a
-// path below it (spec.storage.size for spec.storage) counts.
+// path below it (spec.storage.size for spec.storage) counts. A list's item
+// may be named as CUE names it (spec.nodeSets.0) or as the API server does
+// (spec.nodeSets[0]).
 func Names(message, field string) bool {
+	return namesAsWritten(message, field) || namesAsWritten(message, listIndex.ReplaceAllString(field, "[$1]"))
+}
+
+// listIndex is a path segment that is a list index.
+var listIndex = regexp.MustCompile(`\.([0-9]+)\b`)
+
+func namesAsWritten(message, field string) bool {
 	for from := 0; ; {
 		i := strings.Index(message[from:], field)
 		if i < 0 {

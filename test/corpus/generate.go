@@ -5,15 +5,18 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/cuerator/cuerator/crdgen"
@@ -39,6 +42,7 @@ const (
 	NotInEnum       Violation = "not-in-enum"
 	MissingRequired Violation = "missing-required"
 	UnknownField    Violation = "unknown-field"
+	TooManyItems    Violation = "too-many-items"
 	// BadName breaks a rule on metadata.name: Kubernetes' own, or one that
 	// the kind's CUE #Name adds (the CRD's root rules).
 	BadName Violation = "bad-name"
@@ -162,9 +166,9 @@ type generator struct {
 // set adds a case whose CR is the base with value at path.
 func (g *generator) set(path []string, v Violation, detail string, value any) {
 	cr := g.base.DeepCopy()
-	if err := unstructured.SetNestedField(cr.Object, value, path...); err != nil {
-		// The path was read from the base, so its parents are objects.
-		panic(err)
+	if !setPath(cr.Object, value, path) {
+		// The path was read from the base, so its parents exist.
+		panic(fmt.Sprintf("%s: no such field in the base", strings.Join(path, ".")))
 	}
 	g.add(path, v, detail, cr)
 }
@@ -184,18 +188,19 @@ var wrongTypes = map[string][]variant{
 	"object":  {{"string", "yes"}, {"list", []any{"yes"}}, {"number", int64(1)}},
 	"string":  {{"number", int64(42)}, {"boolean", true}, {"object", map[string]any{"value": "x"}}},
 	"integer": {{"string", "3"}, {"fraction", 1.5}, {"boolean", true}},
+	"array":   {{"string", "yes"}, {"object", map[string]any{"value": "x"}}, {"number", int64(1)}},
 	"boolean": {{"string", "true"}, {"number", int64(1)}, {"object", map[string]any{}}},
 }
 
 func (g *generator) walk(path []string, s apiextensionsv1.JSONSchemaProps, required bool) error {
 	field := strings.Join(path, ".")
-	value, found, err := unstructured.NestedFieldNoCopy(g.base.Object, path...)
-	if err != nil || !found {
+	value, found := getPath(g.base.Object, path)
+	if !found {
 		return fmt.Errorf("the base %s does not set %s: every field needs a valid value to break", g.base.GetName(), field)
 	}
 	if required {
 		cr := g.base.DeepCopy()
-		unstructured.RemoveNestedField(cr.Object, path...)
+		removePath(cr.Object, path)
 		g.add(path, MissingRequired, "removed", cr)
 	}
 	wrong, ok := wrongTypes[s.Type]
@@ -207,8 +212,11 @@ func (g *generator) walk(path []string, s apiextensionsv1.JSONSchemaProps, requi
 	}
 	switch s.Type {
 	case "object":
-		if s.XPreserveUnknownFields != nil || s.AdditionalProperties != nil {
-			return fmt.Errorf("%s: open objects: the generator does not know them yet", field)
+		if s.XPreserveUnknownFields != nil {
+			return fmt.Errorf("%s: objects that keep unknown fields: the generator does not know them yet", field)
+		}
+		if s.AdditionalProperties != nil {
+			return g.mapOf(path, s, value)
 		}
 		g.unknownField(path, &s)
 		names := make([]string, 0, len(s.Properties))
@@ -221,12 +229,107 @@ func (g *generator) walk(path []string, s apiextensionsv1.JSONSchemaProps, requi
 				return err
 			}
 		}
+	case "array":
+		return g.listOf(path, s, value)
 	case "integer":
 		g.bounds(path, s)
 	case "string":
 		return g.strings(path, s, value)
 	}
 	return nil
+}
+
+// mapOf breaks a map: one entry too many, and the first entry's value by
+// the rules of every value.
+func (g *generator) mapOf(path []string, s apiextensionsv1.JSONSchemaProps, value any) error {
+	field := strings.Join(path, ".")
+	entries, _ := value.(map[string]any)
+	if len(entries) == 0 || s.AdditionalProperties.Schema == nil {
+		return fmt.Errorf("the base %s sets no entry of %s: every field needs a valid value to break", g.base.GetName(), field)
+	}
+	keys := slices.Sorted(maps.Keys(entries))
+	if s.MaxProperties != nil {
+		many := map[string]any{}
+		for i := range int(*s.MaxProperties) + 1 {
+			many[fmt.Sprintf("key%d", i)] = entries[keys[0]]
+		}
+		g.set(path, TooManyItems, fmt.Sprintf("%d-entries", len(many)), many)
+	}
+	return g.walk(append(slices.Clip(path), keys[0]), *s.AdditionalProperties.Schema, false)
+}
+
+// listOf breaks a list: one item too many, and its first item by the rules
+// of every item.
+func (g *generator) listOf(path []string, s apiextensionsv1.JSONSchemaProps, value any) error {
+	field := strings.Join(path, ".")
+	items, _ := value.([]any)
+	if len(items) == 0 || s.Items == nil || s.Items.Schema == nil {
+		return fmt.Errorf("the base %s sets no item of %s: every field needs a valid value to break", g.base.GetName(), field)
+	}
+	if s.MaxItems != nil {
+		many := make([]any, *s.MaxItems+1)
+		for i := range many {
+			many[i] = runtime.DeepCopyJSONValue(items[0])
+		}
+		g.set(path, TooManyItems, fmt.Sprintf("%d-items", len(many)), many)
+	}
+	return g.walk(append(slices.Clip(path), "0"), *s.Items.Schema, false)
+}
+
+// getPath reads the field at path of obj, where a segment under a list is
+// an index.
+func getPath(obj any, path []string) (any, bool) {
+	for _, seg := range path {
+		switch o := obj.(type) {
+		case map[string]any:
+			v, ok := o[seg]
+			if !ok {
+				return nil, false
+			}
+			obj = v
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(o) {
+				return nil, false
+			}
+			obj = o[i]
+		default:
+			return nil, false
+		}
+	}
+	return obj, true
+}
+
+// setPath sets the field at path of obj, whose parent must exist.
+func setPath(obj map[string]any, value any, path []string) bool {
+	parent, ok := getPath(obj, path[:len(path)-1])
+	if !ok {
+		return false
+	}
+	last := path[len(path)-1]
+	switch p := parent.(type) {
+	case map[string]any:
+		p[last] = value
+		return true
+	case []any:
+		i, err := strconv.Atoi(last)
+		if err != nil || i < 0 || i >= len(p) {
+			return false
+		}
+		p[i] = value
+		return true
+	}
+	return false
+}
+
+// removePath removes the field at path of obj, under objects only (a
+// required field is a field of an object).
+func removePath(obj map[string]any, path []string) {
+	if parent, ok := getPath(obj, path[:len(path)-1]); ok {
+		if p, ok := parent.(map[string]any); ok {
+			delete(p, path[len(path)-1])
+		}
+	}
 }
 
 // unknownField adds a case with a capitalised copy of the object's first

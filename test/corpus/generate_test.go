@@ -1,9 +1,11 @@
 package corpus
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -62,7 +64,21 @@ func TestInvalidCasesBreakOneRealField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := differences(base.Object, c.CR.Object, ""); !slices.Equal(diff, []string{c.Field}) {
+		diff := differences(base.Object, c.CR.Object, "")
+		if c.Violation == TooManyItems {
+			// A map with entries added differs at each new key.
+			diff = slices.Compact(slices.Sorted(func(yield func(string) bool) {
+				for _, d := range diff {
+					if strings.HasPrefix(d, c.Field+".") {
+						d = c.Field
+					}
+					if !yield(d) {
+						return
+					}
+				}
+			}))
+		}
+		if !slices.Equal(diff, []string{c.Field}) {
 			t.Errorf("%s: differs from the base at %v, want only at %s", c.Name(), diff, c.Field)
 		}
 	}
@@ -107,6 +123,12 @@ func inSchema(root apiextensionsv1.JSONSchemaProps, field string, unknown bool) 
 	s := root
 	for i, p := range parts {
 		next, ok := s.Properties[p]
+		// A list's item is named by its index, a map's entry by its key.
+		if _, err := strconv.Atoi(p); err == nil && s.Items != nil && s.Items.Schema != nil {
+			next, ok = *s.Items.Schema, true
+		} else if !ok && s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil && !unknown {
+			next, ok = *s.AdditionalProperties.Schema, true
+		}
 		switch {
 		case unknown && i == len(parts)-1 && ok:
 			return "the unknown field " + p + " is in the schema"
@@ -120,11 +142,16 @@ func inSchema(root apiextensionsv1.JSONSchemaProps, field string, unknown bool) 
 	return ""
 }
 
-// schemaPaths lists the path of s and of every field below it.
+// schemaPaths lists the path of s and of every field below it, a list's
+// item as its first (a map's entries, whose keys the schema does not
+// name, are not listed).
 func schemaPaths(s apiextensionsv1.JSONSchemaProps, path string) []string {
 	out := []string{path}
 	for name, p := range s.Properties {
 		out = append(out, schemaPaths(p, path+"."+name)...)
+	}
+	if s.Items != nil && s.Items.Schema != nil {
+		out = append(out, schemaPaths(*s.Items.Schema, path+".0")...)
 	}
 	return out
 }
@@ -132,6 +159,15 @@ func schemaPaths(s apiextensionsv1.JSONSchemaProps, path string) []string {
 // differences lists the paths at which b differs from a, stopping at the
 // first difference down each branch.
 func differences(a, b any, path string) []string {
+	if al, ok := a.([]any); ok {
+		if bl, ok := b.([]any); ok && len(al) == len(bl) {
+			var out []string
+			for i := range al {
+				out = append(out, differences(al[i], bl[i], fmt.Sprintf("%s.%d", path, i))...)
+			}
+			return out
+		}
+	}
 	am, aObject := a.(map[string]any)
 	bm, bObject := b.(map[string]any)
 	if !aObject || !bObject {
@@ -197,6 +233,9 @@ func TestNames(t *testing.T) {
 		{`spec.replicas: Invalid value: 0`, "spec.replica", false},
 		{`spec.tls.secretName: Required value`, "tls.secretName", false},
 		{`metadata.name: Invalid value`, "spec", false},
+		{`spec.nodeSets[0].count: Invalid value: 0`, "spec.nodeSets.0.count", true},
+		{`spec.nodeSets.0.count: invalid value 0`, "spec.nodeSets.0.count", true},
+		{`spec.nodeSets[0].count: Invalid value: 0`, "spec.nodeSets.1.count", false},
 	} {
 		if got := Names(tc.message, tc.field); got != tc.want {
 			t.Errorf("Names(%q, %q) = %v, want %v", tc.message, tc.field, got, tc.want)

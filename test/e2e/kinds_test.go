@@ -32,9 +32,11 @@ const (
 // corpusKinds maps a corpus file's name prefix to the kind's directory in
 // schemas/ and its whole-manifest definition.
 var corpusKinds = map[string]struct{ dir, def string }{
-	"webapp":    {"webapp", "#WebApp"},
-	"database":  {"database", "#Database"},
-	"memcached": {"memcached", "#Memcached"},
+	"webapp":        {"webapp", "#WebApp"},
+	"database":      {"database", "#Database"},
+	"memcached":     {"memcached", "#Memcached"},
+	"monitoring":    {"monitoring", "#Monitoring"},
+	"searchcluster": {"search", "#SearchCluster"},
 }
 
 // verdict is what one tool said about one CR file.
@@ -102,7 +104,7 @@ func TestCorpus(t *testing.T) {
 			name := filepath.Base(file.path)
 			kind, ok := corpusKinds[strings.SplitN(name, "-", 2)[0]]
 			if !ok {
-				t.Fatalf("%s: the file name does not start with a kind (webapp-, database-, memcached-)", name)
+				t.Fatalf("%s: the file name does not start with a kind (webapp-, database-, memcached-, monitoring-, searchcluster-)", name)
 			}
 			t.Run(file.group+"/"+name, func(t *testing.T) {
 				t.Parallel()
@@ -124,7 +126,7 @@ func TestCorpus(t *testing.T) {
 						t.Errorf("%s refuses a valid CR:\n%s", v.tool, v.output)
 					case !file.valid && v.accepted:
 						t.Errorf("%s accepts an invalid CR (want a refusal naming %s):\n%s", v.tool, field, v.output)
-					case !file.valid && !strings.Contains(v.output, field):
+					case !file.valid && !corpus.Names(v.output, field):
 						t.Errorf("%s refuses it without naming %s:\n%s", v.tool, field, v.output)
 					}
 				}
@@ -138,7 +140,7 @@ func TestCorpus(t *testing.T) {
 				defer mu.Unlock()
 				invalidCRs++
 				for _, v := range verdicts {
-					if !v.accepted && strings.Contains(v.output, field) {
+					if !v.accepted && corpus.Names(v.output, field) {
 						refusedBy[v.tool]++
 					}
 				}

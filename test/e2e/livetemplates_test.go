@@ -80,10 +80,12 @@ func TestLiveTemplatesDeploy(t *testing.T) {
 	metricsAddr := freeAddr(t)
 	stop := startOperatorAs(t, cfg, startLib, metricsAddr, dir)
 
+	installOperatorCRDs(t)
 	crs := map[string]string{}
-	for _, sample := range []string{"memcached-sample.yaml", "webapp-sample.yaml"} {
+	for _, sample := range []string{"memcached-sample.yaml", "webapp-sample.yaml", "monitoring-sample.yaml", "searchcluster-sample.yaml"} {
 		maps.Copy(crs, renamed.sample(t, startLib, ns, "../../examples/"+sample))
 	}
+	otherOperatorsReport(t, ns)
 	for _, cr := range crs {
 		kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=90s")
 	}
