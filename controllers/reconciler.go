@@ -36,6 +36,10 @@ type Reconciler struct {
 	Client client.Client
 	// Reader reads from the API server, not a cache: the template's inputs.
 	Reader client.Reader
+	// PodsIndexed: the cache indexes pods by label (podLabelIndex). A kind
+	// that starts observing pods after the cache started lists them
+	// without it.
+	PodsIndexed bool
 	// GVK is the kind this reconciler serves; its template comes from
 	// Templates at each reconcile, so a reloaded template takes effect.
 	GVK schema.GroupVersionKind
@@ -486,7 +490,7 @@ func (r *Reconciler) observe(ctx context.Context, cr *unstructured.Unstructured,
 	if rendered.PodSelector == nil {
 		return obs, nil
 	}
-	names, err := r.podNames(ctx, cr.GetNamespace(), rendered.PodSelector)
+	names, err := r.podNames(ctx, cr, rendered.PodSelector)
 	if err != nil {
 		return obs, fmt.Errorf("list pods: %w", err)
 	}

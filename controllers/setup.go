@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,15 @@ func Setup(mgr ctrl.Manager, children cluster.Cluster, lib *render.Library, opts
 		resyncs:   map[schema.GroupVersionKind]chan event.GenericEvent{},
 		indexed:   map[schema.GroupVersionKind]bool{},
 	}
+	if slices.ContainsFunc(lib.Kinds(), (*render.Kind).ObservesPods) {
+		// Only then may the operator read pods (its generated RBAC).
+		indexCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := indexPodLabels(indexCtx, mgr.GetFieldIndexer()); err != nil {
+			return fmt.Errorf("index pods by label: %w", err)
+		}
+		s.podsIndexed = true
+	}
 	var direct client.Client
 	if opts.TemplatesDir != "" {
 		// CRDs go through a direct client: the cache does not run yet, and
@@ -139,6 +149,9 @@ type setup struct {
 	// resyncs feed each kind's controller every CR again after a template
 	// change.
 	resyncs map[schema.GroupVersionKind]chan event.GenericEvent
+	// podsIndexed: pods are indexed by label (podLabelIndex), which the
+	// kinds that observe pods at start need.
+	podsIndexed bool
 	// indexed are the child kinds indexed by owner.
 	indexMu sync.Mutex
 	indexed map[schema.GroupVersionKind]bool

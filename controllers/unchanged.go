@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -78,15 +80,34 @@ func (r *Reconciler) unchanged(ctx context.Context, cr *unstructured.Unstructure
 	if s.podSelector == nil {
 		return true
 	}
-	pods, err := r.podNames(ctx, cr.GetNamespace(), s.podSelector)
+	pods, err := r.podNames(ctx, cr, s.podSelector)
 	return err == nil && digestNames(pods) == s.pods
 }
 
-// podNames lists the names of the live pods selector selects, from the cache.
-func (r *Reconciler) podNames(ctx context.Context, namespace string, selector map[string]string) ([]string, error) {
+// podNames lists the names of the live pods selector selects, from the
+// cache. It looks them up by one of the selector's labels (podLabelIndex):
+// the cache would otherwise match the selector against every pod of the
+// namespace, at every reconcile of every CR in it. The label whose value
+// is the CR's name, where there is one, selects the fewest pods.
+func (r *Reconciler) podNames(ctx context.Context, cr *unstructured.Unstructured, selector map[string]string) ([]string, error) {
+	keys := slices.Sorted(maps.Keys(selector))
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	by := keys[0]
+	for _, k := range keys {
+		if selector[k] == cr.GetName() {
+			by = k
+			break
+		}
+	}
+	opts := []client.ListOption{client.InNamespace(cr.GetNamespace()), client.MatchingLabels(selector)}
+	if r.PodsIndexed {
+		opts = append(opts, client.MatchingFields{podLabelIndex: by + "=" + selector[by]})
+	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels(selector)); err != nil {
+	if err := r.Client.List(ctx, pods, opts...); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -96,6 +117,22 @@ func (r *Reconciler) podNames(ctx context.Context, namespace string, selector ma
 		}
 	}
 	return names, nil
+}
+
+// podLabelIndex indexes pods by each of their labels, as key=value.
+const podLabelIndex = "cuerator.dev/pod-label"
+
+// indexPodLabels registers podLabelIndex with the cache that holds pods.
+func indexPodLabels(ctx context.Context, indexer client.FieldIndexer) error {
+	pod := &metav1.PartialObjectMetadata{}
+	pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	return indexer.IndexField(ctx, pod, podLabelIndex, func(o client.Object) []string {
+		out := make([]string, 0, len(o.GetLabels()))
+		for k, v := range o.GetLabels() {
+			out = append(out, k+"="+v)
+		}
+		return out
+	})
 }
 
 func digestNames(names []string) string {
