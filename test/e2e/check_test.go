@@ -48,7 +48,7 @@ func TestCheckPreflight(t *testing.T) {
 		t.Fatal(err)
 	}
 	edit(t, filepath.Join(candidate, "widget/api/api.cue"), "replicas: int & >=0 & <=20 | *1", "replicas: int & >=0 & <=5 | *1")
-	edit(t, filepath.Join(candidate, "widget/widget.cue"), `data: greeting: "hello"`, `data: greeting: "hi"`)
+	edit(t, filepath.Join(candidate, "widget/widget.cue"), `| "hello"`, `| "hi"`)
 	edit(t, filepath.Join(candidate, "widget/widget.cue"), "if cr.spec.withConfig {", "if cr.spec.withConfig && !cr.spec.retained {")
 
 	r := runCuerator(t, bin, nil, "check", "--templates", candidate, "--against", current, "--preflight", "-n", ns)
