@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -264,7 +265,7 @@ func (a *Applier) remember(owner child.Owner, entry child.InventoryEntry, obj, s
 func (a *Applier) cached(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
-	switch err := a.children.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+	switch err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) }); {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
@@ -333,6 +334,33 @@ func ownerObject(o child.Owner) *unstructured.Unstructured {
 	u.SetName(o.Name)
 	return u
 }
+
+// cacheWait bounds how long a read waits for the cache of a child kind to
+// sync. A kind whose CRD was deleted after it was watched (cert-manager
+// uninstalled) has an informer that never syncs again: a read that waited
+// for it would hold a reconcile worker until the reconcile's deadline.
+const cacheWait = 3 * time.Second
+
+// fromCache runs a read of the children's cache within cacheWait; one
+// that times out waiting for the cache says so.
+func (a *Applier) fromCache(ctx context.Context, read func(context.Context) error) error {
+	waitCtx, cancel := context.WithTimeout(ctx, cacheWait)
+	defer cancel()
+	err := read(waitCtx)
+	if apierrors.IsTimeout(err) && ctx.Err() == nil {
+		return &unsyncedError{err: err}
+	}
+	return err
+}
+
+// unsyncedError is a read whose kind's cache did not sync in time.
+type unsyncedError struct{ err error }
+
+func (e *unsyncedError) Error() string {
+	return "the cache of its kind does not sync (is the kind still served?): " + e.err.Error()
+}
+
+func (e *unsyncedError) Unwrap() error { return e.err }
 
 // olderVersion reports whether resourceVersion a is older than b. Versions
 // are etcd revisions in practice; when either is not a number, it cannot

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -42,9 +43,12 @@ func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, e
 		if req.Owner.Namespace != "" {
 			opts = append(opts, client.InNamespace(req.Owner.Namespace))
 		}
-		if err := a.children.List(ctx, list, opts...); err != nil {
-			if isNotServed(err) {
-				continue // no objects of a kind the cluster does not serve
+		if err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.List(ctx, list, opts...) }); err != nil {
+			if isNotServed(err) || errors.As(err, new(*unsyncedError)) {
+				// No objects of a kind the cluster does not serve; a cache
+				// that does not sync has none to show now, and a later
+				// reconcile looks again.
+				continue
 			}
 			return nil, fmt.Errorf("list %s children: %w", gvk.Kind, err)
 		}

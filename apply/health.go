@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,9 +34,12 @@ func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured)
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(obj.GroupVersionKind())
 		h := Health{Object: child.Describe(obj)}
-		switch err := a.children.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+		err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) })
+		switch {
 		case meta.IsNoMatchError(err):
 			h.Status, h.Message = status.UnknownStatus, "kind not served by the cluster"
+		case errors.As(err, new(*unsyncedError)):
+			h.Status, h.Message = status.UnknownStatus, err.Error()
 		case apierrors.IsNotFound(err):
 			h.Status, h.Message = status.NotFoundStatus, "not found"
 		case err != nil:
