@@ -168,16 +168,23 @@ func treeMemory(pid int, field string) int64 {
 		if !inTree(p) {
 			continue
 		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if rest, ok := strings.CutPrefix(line, field); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-				total += kb << 10
-			}
-		}
+		total += statusBytes(p, field)
 	}
 	return total
+}
+
+// statusBytes reads a /proc/PID/status field given in kB (VmRSS:,
+// RssFile:), in bytes; 0 when it cannot.
+func statusBytes(pid int, field string) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

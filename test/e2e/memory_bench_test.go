@@ -438,7 +438,8 @@ func memorySampleMemory(b testing.TB, op *operatorProcess) (memoryRange, error) 
 			rss:         rss,
 			heapInuse:   sumMetric(fams, "go_memstats_heap_inuse_bytes", nil),
 			heapAlloc:   sumMetric(fams, "go_memstats_heap_alloc_bytes", nil),
-			withWorkers: float64(treeMemory(op.cmd.Process.Pid, "RssAnon:") + ownFileRSS(op.cmd.Process.Pid)),
+			// The binary's file pages, which the workers share, once.
+			withWorkers: float64(treeMemory(op.cmd.Process.Pid, "RssAnon:") + statusBytes(op.cmd.Process.Pid, "RssFile:")),
 		}
 		lastGC := sumMetric(fams, "go_memstats_last_gc_time_seconds", nil)
 		if i == 0 {
@@ -477,19 +478,3 @@ func memoryRSS(pid int) (float64, error) {
 }
 
 func mib(bytes float64) float64 { return bytes / (1 << 20) }
-
-// ownFileRSS is the file-backed resident memory of pid alone: the
-// binary's pages its workers share.
-func ownFileRSS(pid int) int64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
