@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cuerator/cuerator/crdgen"
 	"github.com/cuerator/cuerator/child"
+	"github.com/cuerator/cuerator/crdgen"
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
 	"github.com/cuerator/cuerator/test/corpus"

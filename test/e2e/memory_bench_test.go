@@ -435,9 +435,9 @@ func memorySampleMemory(b testing.TB, op *operatorProcess) (memoryRange, error) 
 		}
 		fams := op.scrape(b)
 		s := memorySample{
-			rss:         rss,
-			heapInuse:   sumMetric(fams, "go_memstats_heap_inuse_bytes", nil),
-			heapAlloc:   sumMetric(fams, "go_memstats_heap_alloc_bytes", nil),
+			rss:       rss,
+			heapInuse: sumMetric(fams, "go_memstats_heap_inuse_bytes", nil),
+			heapAlloc: sumMetric(fams, "go_memstats_heap_alloc_bytes", nil),
 			// The binary's file pages, which the workers share, once.
 			withWorkers: float64(treeMemory(op.cmd.Process.Pid, "RssAnon:") + statusBytes(op.cmd.Process.Pid, "RssFile:")),
 		}
