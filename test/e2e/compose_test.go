@@ -143,9 +143,10 @@ spec:
 
 	kubectl(t, "delete", "-n", ns, "resourcequota/no-secrets")
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", cr, "--timeout=180s")
-	secretRV, stsRV := jsonpath(t, ns, "secret/my-db-credentials", "{.metadata.creationTimestamp}"), jsonpath(t, ns, "statefulset/my-db", "{.metadata.creationTimestamp}")
-	if stsRV < secretRV {
-		t.Errorf("StatefulSet created at %s, before its Secret (%s)", stsRV, secretRV)
+	// RFC 3339 times in UTC compare as strings.
+	secretCreated, stsCreated := jsonpath(t, ns, "secret/my-db-credentials", "{.metadata.creationTimestamp}"), jsonpath(t, ns, "statefulset/my-db", "{.metadata.creationTimestamp}")
+	if stsCreated < secretCreated {
+		t.Errorf("StatefulSet created at %s, before its Secret (%s)", stsCreated, secretCreated)
 	}
 }
 
