@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -38,9 +39,12 @@ type contention struct {
 
 // contention decides, from the status as read and what this process
 // remembers, whether another process reconciles cr too:
-//   - it wrote the status before and finds another's name there now: the
-//     other wrote since. Both are alive: report, hold, claim it back (once
-//     per retry, so two contenders write at most that often);
+//   - it wrote the status before and finds another's name there now, in
+//     the API server too (the cache may not have brought its own write
+//     yet, and a newly elected leader finds its predecessor's name there
+//     until it does): the other wrote since. Both are alive: report, hold,
+//     claim it back (once per retry, so two contenders write at most that
+//     often);
 //   - it has not written yet and the last writer rendered other templates:
 //     a second operator, or an upgrade in flight. It claims the status and
 //     holds its prunes for the contest window: the other answers, or was
@@ -50,7 +54,7 @@ type contention struct {
 //     agrees with it; it takes over with its next write;
 //   - a contest it knows of lasts until the contest window after its last
 //     evidence.
-func (r *Reconciler) contention(cr *unstructured.Unstructured, kind *render.Kind, st *status) contention {
+func (r *Reconciler) contention(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status) contention {
 	if !kind.KeepsReconciler() {
 		return contention{}
 	}
@@ -60,6 +64,14 @@ func (r *Reconciler) contention(cr *unstructured.Unstructured, kind *render.Kind
 	if writer != nil && writer.ID != r.Identity {
 		switch {
 		case r.written.has(key):
+			live, err := r.liveWriter(ctx, cr)
+			if err != nil {
+				// Unconfirmed: prune nothing until it is.
+				return contention{hold: true}
+			}
+			if live == r.Identity {
+				return contention{} // the cache lags behind this process's write
+			}
 			r.contests.seen(key, writer)
 			return contention{other: writer, hold: true, report: true, claim: true}
 		case writer.Templates != mine:
@@ -73,6 +85,17 @@ func (r *Reconciler) contention(cr *unstructured.Unstructured, kind *render.Kind
 		return contention{other: other, hold: true, report: true}
 	}
 	return contention{}
+}
+
+// liveWriter reads, from the API server, the name of the process that last
+// wrote cr's status.
+func (r *Reconciler) liveWriter(ctx context.Context, cr *unstructured.Unstructured) (string, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(cr.GroupVersionKind())
+	if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(cr), live); err != nil {
+		return "", err
+	}
+	return statusWriter(live), nil
 }
 
 // contests remembers, per CR, the other process last seen writing its

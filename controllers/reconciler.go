@@ -34,7 +34,8 @@ import (
 // Reconciler turns the CRs of one kind into their children.
 type Reconciler struct {
 	Client client.Client
-	// Reader reads from the API server, not a cache: the template's inputs.
+	// Reader reads from the API server, not a cache: the template's inputs,
+	// and a CR's status where the cache may lag behind this process.
 	Reader client.Reader
 	// PodsIndexed: the cache indexes pods by label (podLabelIndex). A kind
 	// that starts observing pods after the cache started lists them
@@ -145,7 +146,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if loadErr != nil {
 		r.warn(cr, ReasonTemplateLoadFailed, actionRender, templatesMessage(loadErr))
 	}
-	c := r.contention(cr, kind, st)
+	c := r.contention(ctx, cr, kind, st)
 	st.contest(c, r.Identity, r.Templates.digest())
 	if c.report {
 		r.warn(cr, ReasonContested, actionApply, st.message(ConditionContested))
