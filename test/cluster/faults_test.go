@@ -1,0 +1,122 @@
+package cluster_test
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/cuerator/cuerator/test/cluster"
+)
+
+// A client through the Proxy works as one that talks to the API server;
+// Cut ends its watches and requests, and the next request connects anew.
+func TestProxyCutsConnections(t *testing.T) {
+	ctx, _, ns := setup(t)
+	proxy, err := testCluster.StartProxy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	cfg := rest.CopyConfig(testCluster.Config)
+	cfg.Host = proxy.URL()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch through the proxy: %v", err)
+	}
+	defer w.Stop()
+	if n := proxy.Cut(); n < 1 {
+		t.Fatalf("Cut closed %d connections, want the watch's", n)
+	}
+	for ev := range w.ResultChan() {
+		if ev.Type != watch.Error {
+			t.Fatalf("event %s after the cut, want the watch to end", ev.Type)
+		}
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("a request after the cut: %v", err)
+	}
+}
+
+// A watch from a resource version older than a compaction is refused as
+// expired, once the API server reads etcd for it (no watch cache).
+func TestCompactedWatchExpires(t *testing.T) {
+	if os.Getenv(cluster.EnvTestKubeconfig) != "" {
+		t.Skip("the cluster was not started by this test binary")
+	}
+	ctx, cs, ns := setup(t)
+	if err := testCluster.RestartAPIServer(map[string]string{"watch-cache": "false"}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := testCluster.RestartAPIServer(map[string]string{"watch-cache": ""}); err != nil {
+			t.Errorf("restoring the watch cache: %v", err)
+		}
+	}()
+	cm, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "old"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "new"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A compaction keeps its own revision: the watch must want one before.
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "newer"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testCluster.CompactEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: cm.ResourceVersion})
+	if err == nil {
+		ev, ok := <-w.ResultChan()
+		w.Stop()
+		if !ok || ev.Type != watch.Error {
+			t.Fatalf("watch from a compacted revision: event %v, want an error", ev.Type)
+		}
+		err = apierrors.FromObject(ev.Object)
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Code != 410 {
+		t.Errorf("watch from a compacted revision: %v, want 410 Gone", err)
+	}
+}
+
+// The API server comes back with the flags RestartAPIServer was given.
+func TestAPIServerFlagsChange(t *testing.T) {
+	if os.Getenv(cluster.EnvTestKubeconfig) != "" {
+		t.Skip("the cluster was not started by this test binary")
+	}
+	if err := testCluster.RestartAPIServer(map[string]string{"max-requests-inflight": "7"}); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := func() string {
+		pid := testCluster.PIDs()["kube-apiserver"]
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.ReplaceAll(string(b), "\x00", " ")
+	}
+	if got := cmdline(); !strings.Contains(got, "--max-requests-inflight=7") {
+		t.Errorf("kube-apiserver runs with %s, want --max-requests-inflight=7", got)
+	}
+	if err := testCluster.RestartAPIServer(map[string]string{"max-requests-inflight": ""}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmdline(); strings.Contains(got, "max-requests-inflight") {
+		t.Errorf("kube-apiserver runs with %s after the flag was taken back", got)
+	}
+}
