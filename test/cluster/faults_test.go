@@ -11,44 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/cuerator/cuerator/test/cluster"
 )
-
-// A client through the Proxy works as one that talks to the API server;
-// Cut ends its watches and requests, and the next request connects anew.
-func TestProxyCutsConnections(t *testing.T) {
-	ctx, _, ns := setup(t)
-	proxy, err := testCluster.StartProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	cfg := rest.CopyConfig(testCluster.Config)
-	cfg.Host = proxy.URL()
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := cs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("watch through the proxy: %v", err)
-	}
-	defer w.Stop()
-	if n := proxy.Cut(); n < 1 {
-		t.Fatalf("Cut closed %d connections, want the watch's", n)
-	}
-	for ev := range w.ResultChan() {
-		if ev.Type != watch.Error {
-			t.Fatalf("event %s after the cut, want the watch to end", ev.Type)
-		}
-	}
-	if _, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err != nil {
-		t.Errorf("a request after the cut: %v", err)
-	}
-}
 
 // A watch from a resource version older than a compaction is refused as
 // expired, once the API server reads etcd for it (no watch cache).
