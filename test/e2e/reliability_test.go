@@ -26,7 +26,7 @@ const (
 	killGroup    = "kill.test.cuerator.dev"
 	restartGroup = "restart.test.cuerator.dev"
 
-	faultCRs = 10
+	faultCRs = 200
 	// faultSeed makes the changes and the fault instants reproducible.
 	faultSeed = 20261126
 )
@@ -119,15 +119,29 @@ func TestReliabilityAPIServerKilled(t *testing.T) {
 	}
 }
 
-// faultRun is one fault test: Widgets of a group of their own in one
-// namespace, changed round after round while a fault strikes.
+// faultRun is one fault test: a fleet of Widgets of a group of their own in
+// one namespace, changed round after round while a fault strikes.
 type faultRun struct {
 	t            *testing.T
 	group, ns    string
 	bin          string
+	templates    string
 	operatorArgs []string
 	api          client.Client
 	rng          *rand.Rand
+
+	// specs is each CR's current spec; history every spec it had: a kept
+	// child may outlive the spec that produced it, but nothing may produce
+	// one no spec asked for.
+	specs   map[string]widgetSpec
+	history map[string][]widgetSpec
+	// mustSurvive holds the children that must keep their identity through
+	// every change: the Deployments, and kept children once created
+	// (inventory id -> uid).
+	mustSurvive map[string]string
+	// whilePolling, if set, runs at each poll of waitSettled: what keeps the
+	// operator up while the test waits.
+	whilePolling func()
 }
 
 func newFaultRun(t *testing.T, group, ns string) *faultRun {
@@ -137,52 +151,57 @@ func newFaultRun(t *testing.T, group, ns string) *faultRun {
 	}
 	f := &faultRun{t: t, group: group, bin: filepath.Join(t.TempDir(), "cuerator")}
 	goBuild(t, "go", "build", "-o", f.bin, "./cmd/cuerator")
-	templates := movedWidgetTemplates(t, group)
-	installTemplateCRD(t, f.bin, templates, "widgets."+group)
+	f.templates = movedWidgetTemplates(t, group)
+	installTemplateCRD(t, f.bin, f.templates, "widgets."+group)
 	f.ns = namespace(t, ns)
 	var err error
 	if f.api, err = client.New(testCluster.Config, client.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	f.operatorArgs = []string{"--templates", templates, "--watch-namespace", f.ns, "--backoff-min=100ms", "--backoff-max=2s"}
+	f.operatorArgs = []string{"--templates", f.templates, "--watch-namespace", f.ns, "--backoff-min=100ms", "--backoff-max=2s"}
 	f.rng = rand.New(rand.NewSource(faultSeed))
 	t.Logf("seed %d", faultSeed)
 	return f
 }
 
-// run applies the first specs and waits for them; then, each round, changes
-// 3 to 6 CRs and after a random 0–1.5 s calls fault. At the end every CR
-// must have converged to exactly its final spec's children.
+// run creates the fleet, then strikes with fault for rounds rounds of
+// changes, and checks that every CR converged to exactly its final spec.
 func (f *faultRun) run(rounds int, fault func(round int) string) {
-	t := f.t
-	specs := map[string]widgetSpec{}
-	for i := range faultCRs {
-		specs[fmt.Sprintf("w%d", i)] = widgetSpec{Replicas: i % 3, WithConfig: i%2 == 0, Retained: i%3 == 0, Volume: i%4 == 0}
-	}
-	// history holds every spec a CR had: a kept child may outlive the
-	// spec that produced it, but nothing may produce one no spec asked for.
-	history := map[string][]widgetSpec{}
-	for name, s := range specs {
-		history[name] = append(history[name], s)
-	}
-	f.apply(specs)
+	f.createFleet()
+	f.storm(rounds, fault)
 	f.waitConverged()
-	// The children that must survive every change with their identity:
-	// the Deployment, and kept children once created.
-	mustSurvive := map[string]string{} // inventory id -> uid
-	for name, s := range specs {
+	f.check(fmt.Sprintf("%d faults", rounds))
+}
+
+// createFleet applies the first specs of faultCRs Widgets and waits for them.
+func (f *faultRun) createFleet() {
+	f.specs, f.history = map[string]widgetSpec{}, map[string][]widgetSpec{}
+	for i := range faultCRs {
+		s := widgetSpec{Replicas: i % 3, WithConfig: i%2 == 0, Retained: i%3 == 0, Volume: i%4 == 0}
+		name := fmt.Sprintf("w%d", i)
+		f.specs[name], f.history[name] = s, []widgetSpec{s}
+	}
+	f.apply(f.specs)
+	f.waitConverged()
+	f.mustSurvive = map[string]string{}
+	for name, s := range f.specs {
 		for _, c := range possibleChildren(name) {
 			if c.kind == "Deployment" || c.kept && s.produces(c) {
-				mustSurvive[c.id(f.ns)] = f.childUID(c)
+				f.mustSurvive[c.id(f.ns)] = f.childUID(c)
 			}
 		}
 	}
+}
 
-	names := sortedKeys(specs)
+// storm changes a tenth to a fifth of the fleet each round and after a
+// random 0–1.5 s calls fault, which says what it did.
+func (f *faultRun) storm(rounds int, fault func(round int) string) {
+	t := f.t
+	names := sortedKeys(f.specs)
 	for round := 1; round <= rounds; round++ {
 		changed := map[string]widgetSpec{}
-		for _, name := range pick(f.rng, names, 3+f.rng.Intn(4)) {
-			s := specs[name]
+		for _, name := range pick(f.rng, names, faultCRs/10+f.rng.Intn(faultCRs/10+1)) {
+			s := f.specs[name]
 			switch f.rng.Intn(4) {
 			case 0:
 				s.WithConfig = !s.WithConfig
@@ -193,20 +212,26 @@ func (f *faultRun) run(rounds int, fault func(round int) string) {
 			default:
 				s.Replicas = f.rng.Intn(4)
 			}
-			specs[name], changed[name] = s, s
-			history[name] = append(history[name], s)
+			f.specs[name], changed[name] = s, s
+			f.history[name] = append(f.history[name], s)
 		}
 		f.apply(changed)
 		delay := time.Duration(f.rng.Int63n(int64(1500 * time.Millisecond)))
 		time.Sleep(delay)
 		what := fault(round)
-		t.Logf("round %d: changed %v, %s after %s", round, sortedKeys(changed), what, delay.Round(time.Millisecond))
+		t.Logf("round %d: changed %d CRs, %s after %s", round, len(changed), what, delay.Round(time.Millisecond))
 	}
-	f.waitConverged()
+}
 
+// check compares every CR's live children and inventory with its final
+// spec: nothing lost, nothing leaked, and an inventory that lists exactly
+// what the CR owns. It logs the figures, headed by what.
+func (f *faultRun) check(what string) {
+	t := f.t
+	t.Helper()
 	var checked, losses, leaks int
-	for _, name := range names {
-		final := specs[name]
+	for _, name := range sortedKeys(f.specs) {
+		final := f.specs[name]
 		inventory := f.inventoryIDs(name)
 		labelled := f.labelledChildren(name)
 		var wantInventory []string
@@ -215,7 +240,7 @@ func (f *faultRun) run(rounds int, fault func(round int) string) {
 			id := c.id(f.ns)
 			uid := f.childUID(c)
 			produced := final.produces(c)
-			everProduced := slices.ContainsFunc(history[name], func(s widgetSpec) bool { return s.produces(c) })
+			everProduced := slices.ContainsFunc(f.history[name], func(s widgetSpec) bool { return s.produces(c) })
 			switch {
 			case produced:
 				wantInventory = append(wantInventory, id)
@@ -233,7 +258,7 @@ func (f *faultRun) run(rounds int, fault func(round int) string) {
 				leaks++
 				t.Errorf("%s: %s %s exists but the final spec does not produce it and nothing keeps it", name, c.kind, c.name)
 			}
-			if want, ok := mustSurvive[id]; ok && uid != want {
+			if want, ok := f.mustSurvive[id]; ok && uid != want {
 				losses++
 				t.Errorf("%s: %s %s was deleted: uid %s, want %s", name, c.kind, c.name, uid, want)
 			}
@@ -246,7 +271,15 @@ func (f *faultRun) run(rounds int, fault func(round int) string) {
 			t.Errorf("%s: live children with its owner labels, kept ones aside, %v; inventory %v", name, owned, inventory)
 		}
 	}
-	t.Logf("figures: %d faults, %d CRs, %d children checked, %d losses, %d leaks", rounds, faultCRs, checked, losses, leaks)
+	// Kept children created since the start must survive what follows too.
+	for name, s := range f.specs {
+		for _, c := range possibleChildren(name) {
+			if _, ok := f.mustSurvive[c.id(f.ns)]; !ok && c.kept && s.produces(c) {
+				f.mustSurvive[c.id(f.ns)] = f.childUID(c)
+			}
+		}
+	}
+	t.Logf("figures: %s, %d CRs, %d children checked, %d losses, %d leaks", what, len(f.specs), checked, losses, leaks)
 }
 
 // movedWidgetTemplates copies the Widget template module and moves its kind
@@ -302,25 +335,52 @@ func (f *faultRun) apply(specs map[string]widgetSpec) {
 // the node's heartbeat late on a busy machine.
 func (f *faultRun) waitConverged() {
 	f.t.Helper()
-	eventually(f.t, 3*time.Minute, "every Widget reconciled at its generation", func() error {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(schema.GroupVersionKind{Group: f.group, Version: "v1", Kind: "WidgetList"})
-		if err := f.api.List(context.Background(), list, client.InNamespace(f.ns)); err != nil {
+	f.waitSettled("every Widget reconciled at its generation", converged)
+}
+
+// converged reports whether the Widget's last reconcile was of its current
+// generation and applied and pruned without error.
+func converged(w unstructured.Unstructured) bool {
+	reason := readyReason(w)
+	return observedGeneration(w) == w.GetGeneration() && (reason == "Succeeded" || reason == "Progressing")
+}
+
+func observedGeneration(w unstructured.Unstructured) int64 {
+	observed, _, _ := unstructured.NestedInt64(w.Object, "status", "observedGeneration")
+	return observed
+}
+
+// waitSettled waits until settled holds for every Widget of the fleet.
+func (f *faultRun) waitSettled(what string, settled func(unstructured.Unstructured) bool) {
+	f.t.Helper()
+	eventually(f.t, 5*time.Minute, what, func() error {
+		if f.whilePolling != nil {
+			f.whilePolling()
+		}
+		widgets, err := f.widgets()
+		if err != nil {
 			return err
 		}
 		var pending []string
-		for _, w := range list.Items {
-			observed, _, _ := unstructured.NestedInt64(w.Object, "status", "observedGeneration")
-			reason := readyReason(w)
-			if observed != w.GetGeneration() || reason != "Succeeded" && reason != "Progressing" {
-				pending = append(pending, fmt.Sprintf("%s (generation %d, observed %d, Ready reason %q)", w.GetName(), w.GetGeneration(), observed, reason))
+		for _, w := range widgets {
+			if !settled(w) {
+				pending = append(pending, fmt.Sprintf("%s (generation %d, observed %d, Ready reason %q)", w.GetName(), w.GetGeneration(), observedGeneration(w), readyReason(w)))
 			}
 		}
-		if len(list.Items) != faultCRs || len(pending) > 0 {
-			return fmt.Errorf("%d Widgets, not converged: %v", len(list.Items), pending)
+		if len(widgets) != faultCRs || len(pending) > 0 {
+			return fmt.Errorf("%d Widgets, %d not settled, e.g. %v", len(widgets), len(pending), pending[:min(5, len(pending))])
 		}
 		return nil
 	})
+}
+
+func (f *faultRun) widgets() ([]unstructured.Unstructured, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: f.group, Version: "v1", Kind: "WidgetList"})
+	if err := f.api.List(context.Background(), list, client.InNamespace(f.ns)); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
 }
 
 // readyReason returns the reason of the Ready condition: Succeeded when
