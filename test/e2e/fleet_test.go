@@ -50,9 +50,9 @@ const (
 
 // TestReliabilityFleet runs 200 Widgets under two replicas of the operator
 // as it is deployed: leader election on, the identity of a ServiceAccount
-// bound to the RBAC `cuerator rbac` generates. Four faults strike in turn, each during a storm of spec changes:
-// the leader killed, the API server throttling, watches expiring, a webhook
-// refusing one child kind. After each, every CR converges to exactly its
+// bound to the RBAC `cuerator rbac` generates. Four faults strike in turn,
+// each during a storm of spec changes: the leader killed, the API server
+// throttling, watches expiring, a webhook refusing one child kind. After each, every CR converges to exactly its
 // spec (nothing lost, nothing leaked, inventories equal to the live
 // children) and a quiet period shows no hot loop.
 func TestReliabilityFleet(t *testing.T) {
@@ -87,7 +87,7 @@ func TestReliabilityFleet(t *testing.T) {
 		// Without API Priority and Fairness, the max-inflight filter answers
 		// 429 (Retry-After: 1) to any request over the limit, from every
 		// identity but system:masters: the operator alone is throttled.
-		fl.restartAPIServer(t, map[string]string{
+		restartAPIServer(t, map[string]string{
 			"enable-priority-and-fairness":   "false",
 			"max-requests-inflight":          "3",
 			"max-mutating-requests-inflight": "1",
@@ -239,12 +239,10 @@ func startFleet(t *testing.T, f *faultRun) *fleet {
 	return fl
 }
 
-func (fl *fleet) start() *operatorProcess {
+func (fl *fleet) start() {
 	fl.t.Helper()
 	fl.started++
-	p := startOperator(fl.t, fl.f.bin, fmt.Sprintf("fleet-%d", fl.started), fl.args...)
-	fl.replicas = append(fl.replicas, p)
-	return p
+	fl.replicas = append(fl.replicas, startOperator(fl.t, fl.f.bin, fmt.Sprintf("fleet-%d", fl.started), fl.args...))
 }
 
 // replace starts a replica in the place of gone, as its Deployment would.
@@ -272,6 +270,7 @@ func (fl *fleet) revive() {
 	}
 }
 
+// leader waits for the replica that holds the Lease.
 func (fl *fleet) leader(t *testing.T) (leader, standby *operatorProcess) {
 	t.Helper()
 	fl.revive()
@@ -291,7 +290,7 @@ func (fl *fleet) sum(t *testing.T, name string, labels map[string]string) float6
 
 // restartAPIServer restarts the API server with flags changed (see
 // cluster.RestartAPIServer), and with its default flags when the test ends.
-func (fl *fleet) restartAPIServer(t *testing.T, flags map[string]string) {
+func restartAPIServer(t *testing.T, flags map[string]string) {
 	t.Helper()
 	if err := testCluster.RestartAPIServer(flags); err != nil {
 		t.Fatal(err)
