@@ -119,7 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log.FromContext(ctx).V(1).Info("reconciling", "generation", cr.GetGeneration())
 
 	st := newStatus(cr)
-	seen := settled{uid: cr.GetUID(), kind: kind}
+	seen := settled{uid: cr.GetUID(), kind: kind, generation: cr.GetGeneration(), meta: metaDigest(cr)}
 	defer func() {
 		// The reconcile's own deadline may be what ended it: the status
 		// that says so gets a moment of its own.

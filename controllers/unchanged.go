@@ -26,9 +26,15 @@ import (
 // has changed since.
 type settled struct {
 	uid types.UID
-	// version is the CR's resourceVersion once its status was written:
-	// spec, labels, annotations and status all as they were.
+	// version is the CR's resourceVersion once its status was written. A
+	// spec, label or annotation change that landed between the reconcile's
+	// read and that write is in this version too, unrendered: generation and
+	// meta say what the reconcile rendered.
 	version string
+	// generation and meta (labels and annotations, digested) are those of
+	// the CR the reconcile rendered.
+	generation int64
+	meta       string
 	// kind is the template the CR was rendered with; a reload replaces it.
 	kind *render.Kind
 	// children are the children as the status was computed from them.
@@ -71,7 +77,8 @@ func (s *settledCRs) drop(key types.NamespacedName) {
 // or an event that changed nothing a reconcile reads.
 func (r *Reconciler) unchanged(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind) bool {
 	s, ok := r.settled.get(client.ObjectKeyFromObject(cr))
-	if !ok || s.uid != cr.GetUID() || s.version != cr.GetResourceVersion() || s.kind != kind {
+	if !ok || s.uid != cr.GetUID() || s.version != cr.GetResourceVersion() || s.kind != kind ||
+		s.generation != cr.GetGeneration() || s.meta != metaDigest(cr) {
 		return false
 	}
 	if !r.Applier.Unchanged(ctx, kind.Owner(cr), s.children, r.Children.kinds()) {
@@ -133,6 +140,18 @@ func indexPodLabels(ctx context.Context, indexer client.FieldIndexer) error {
 		}
 		return out
 	})
+}
+
+// metaDigest digests cr's labels and annotations, which a template may read.
+func metaDigest(cr *unstructured.Unstructured) string {
+	var pairs []string
+	for k, v := range cr.GetLabels() {
+		pairs = append(pairs, "l:"+k+"="+v)
+	}
+	for k, v := range cr.GetAnnotations() {
+		pairs = append(pairs, "a:"+k+"="+v)
+	}
+	return digestNames(pairs)
 }
 
 func digestNames(names []string) string {
