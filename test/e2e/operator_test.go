@@ -427,6 +427,20 @@ func installTemplateCRD(t testing.TB, bin, templates, crd string) {
 		if out, err := kubectlOut(testCluster.KubeconfigPath, "delete", "crd", crd, "--ignore-not-found"); err != nil {
 			t.Logf("deleting CRD %s: %v\n%s", crd, err, out)
 		}
+		// Until discovery, and kubectl's cache of it, forget the group, a
+		// later test's `kubectl get widget/w` could still resolve to it.
+		// api-resources reads discovery afresh and rewrites that cache.
+		group := crd[strings.Index(crd, ".")+1:]
+		eventually(t, time.Minute, "the API server no longer serving "+group, func() error {
+			out, err := kubectlOut(testCluster.KubeconfigPath, "api-resources", "--api-group="+group, "-o", "name")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if strings.TrimSpace(out) != "" {
+				return fmt.Errorf("still served: %s", out)
+			}
+			return nil
+		})
 	})
 	kubectl(t, "wait", "--for=condition=Established", "crd/"+crd, "--timeout=60s")
 }
