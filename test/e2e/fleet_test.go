@@ -440,14 +440,3 @@ func refuseVolumes(t *testing.T, ns, ownerKind string) *atomic.Int64 {
 	})
 	return refused
 }
-
-// readyMessage returns the message of the Ready condition.
-func readyMessage(obj unstructured.Unstructured) string {
-	conditions, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-	for _, c := range conditions {
-		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
-			return fmt.Sprint(m["message"])
-		}
-	}
-	return ""
-}

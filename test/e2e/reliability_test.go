@@ -385,11 +385,17 @@ func (f *faultRun) widgets() ([]unstructured.Unstructured, error) {
 
 // readyReason returns the reason of the Ready condition: Succeeded when
 // Ready is True.
-func readyReason(obj unstructured.Unstructured) string {
+func readyReason(obj unstructured.Unstructured) string { return readyField(obj, "reason") }
+
+// readyMessage returns the message of the Ready condition.
+func readyMessage(obj unstructured.Unstructured) string { return readyField(obj, "message") }
+
+// readyField returns a field of the Ready condition, "" when there is none.
+func readyField(obj unstructured.Unstructured, field string) string {
 	conditions, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
 	for _, c := range conditions {
 		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
-			return fmt.Sprint(m["reason"])
+			return fmt.Sprint(m[field])
 		}
 	}
 	return ""
