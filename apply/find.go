@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cuerator/cuerator/child"
@@ -16,11 +15,10 @@ import (
 // name: "<owner-kind label>/<owner name>", in the child's namespace.
 const OwnerIndex = "cuerator.dev/owner"
 
-// IndexOwner adds OwnerIndex to indexer's informer of gvk. Every child kind
-// is indexed so that children no inventory names are still found.
-func IndexOwner(ctx context.Context, indexer client.FieldIndexer, gvk schema.GroupVersionKind) error {
-	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(gvk)
+// IndexOwner adds OwnerIndex to indexer's informer of obj's kind (obj as
+// CachedObject makes it). Every child kind is indexed so that children no
+// inventory names are still found.
+func IndexOwner(ctx context.Context, indexer client.FieldIndexer, obj client.Object) error {
 	return indexer.IndexField(ctx, obj, OwnerIndex, func(o client.Object) []string {
 		l := o.GetLabels()
 		if l[child.LabelOwnerKind] == "" || l[child.LabelOwnerName] == "" {

@@ -96,6 +96,17 @@ type Seen struct {
 	Version string
 }
 
+// SeenAt is obj, by its identity alone, read at version: what a settled CR
+// keeps of each child, for as long as the process runs, at a few bytes
+// rather than a copy of the rendered object.
+func SeenAt(obj *unstructured.Unstructured, version string) Seen {
+	id := &unstructured.Unstructured{}
+	id.SetGroupVersionKind(obj.GroupVersionKind())
+	id.SetNamespace(obj.GetNamespace())
+	id.SetName(obj.GetName())
+	return Seen{Object: id, Version: version}
+}
+
 // Unchanged reports, from the cache alone, whether the owner's children are
 // exactly as a reconcile last read them (seen) and no other child carries
 // the owner's labels. Then a reconcile has nothing to do for the children:

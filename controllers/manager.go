@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/cuerator/cuerator/apply"
 	"github.com/cuerator/cuerator/child"
 	"github.com/cuerator/cuerator/render"
 )
@@ -37,9 +38,12 @@ type ManagerOptions struct {
 	// for GET /metrics.
 	MetricsSecure          bool
 	HealthProbeBindAddress string
-	LeaderElection         bool
-	LeaderElectionID       string
-	LeaderElectionNS       string
+	// PprofBindAddress, unless "" or "0", serves Go's /debug/pprof there:
+	// how a memory or CPU figure at scale is explained.
+	PprofBindAddress string
+	LeaderElection   bool
+	LeaderElectionID string
+	LeaderElectionNS string
 	// WatchLabelSelector, unless nil or empty, restricts the CRs this process
 	// caches and so reconciles: processes with disjoint selectors shard the CRs.
 	WatchLabelSelector labels.Selector
@@ -74,6 +78,7 @@ func NewManager(cfg *rest.Config, lib *render.Library, opts ManagerOptions) (ctr
 		NewClient:               opts.NewClient,
 		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeBindAddress,
+		PprofBindAddress:        opts.PprofBindAddress,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.LeaderElectionNS,
@@ -187,7 +192,18 @@ func childCluster(cfg *rest.Config, mgr ctrl.Manager, opts ManagerOptions) (clus
 		o.MapperProvider = func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mgr.GetRESTMapper(), nil }
 		o.Cache = co
 		o.Client = client.Options{Cache: &client.CacheOptions{Unstructured: true}}
-		o.NewClient = opts.NewClient
+		newClient := opts.NewClient
+		if newClient == nil {
+			newClient = client.New
+		}
+		o.NewClient = func(cfg *rest.Config, co client.Options) (client.Client, error) {
+			// The engine reads unstructured children; the cache holds the
+			// kinds the scheme knows typed, at half the memory.
+			if co.Cache != nil && co.Cache.Reader != nil {
+				co.Cache.Reader = apply.TypedReads(co.Cache.Reader, mgr.GetScheme())
+			}
+			return newClient(cfg, co)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create the children's cache: %w", err)

@@ -247,7 +247,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 	}
 	healths = judged(rendered, healths)
 	for i, live := range lives {
-		seen.children = append(seen.children, apply.Seen{Object: rendered.Objects[i], Version: live.GetResourceVersion()})
+		seen.children = append(seen.children, apply.SeenAt(rendered.Objects[i], live.GetResourceVersion()))
 	}
 	observed, err := r.observe(ctx, cr, rendered, lives)
 	if err != nil {

@@ -195,8 +195,7 @@ func (s *setup) addController(kind *render.Kind) error {
 			if err := s.indexOwner(gvk); err != nil {
 				return err
 			}
-			obj := &unstructured.Unstructured{}
-			obj.SetGroupVersionKind(gvk)
+			obj := apply.CachedObject(s.children.GetScheme(), gvk)
 			return c.Watch(source.Kind[client.Object](s.children.GetCache(), obj, handler.EnqueueRequestsFromMapFunc(ownerOf(kind)), changedOnly))
 		},
 	}
@@ -239,7 +238,7 @@ func (s *setup) indexOwner(gvk schema.GroupVersionKind) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := apply.IndexOwner(ctx, s.children.GetFieldIndexer(), gvk); err != nil {
+	if err := apply.IndexOwner(ctx, s.children.GetFieldIndexer(), apply.CachedObject(s.children.GetScheme(), gvk)); err != nil {
 		return fmt.Errorf("index %s children by owner: %w", gvk.Kind, err)
 	}
 	s.indexed[gvk] = true

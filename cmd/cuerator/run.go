@@ -90,6 +90,7 @@ so it takes no -n.`,
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint; 0 turns it off")
 	f.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorizes for GET /metrics; unless set, plain HTTP when --metrics-bind-address is a loopback address")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.StringVar(&opts.PprofBindAddress, "pprof-bind-address", "0", "address of Go's /debug/pprof profiles; 0 turns it off")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so that only one replica reconciles")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", defaultLease, "name of the leader election lease (default: "+defaultLease+", or one per shard that --watch-namespace and --watch-label-selector make)")
 	f.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the lease (default: the pod's namespace; required outside a cluster)")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,7 +46,8 @@ const restartGroupSuffix = ".restart.test.cuerator.dev"
 // requests (its own client metrics) and the time until it is idle.
 //
 // Run: CUERATOR_BENCH_RESTART=memcached:1000,webapp:1000 go test ./test/e2e -run '^$' -bench Restart -benchtime 1x -timeout 90m
-// (kind:N pairs; default memcached:1000).
+// (kind:N pairs; default memcached:1000). CUERATOR_BENCH_PROFILE=dir also
+// saves the restarted operator's heap profile there.
 func BenchmarkRestart(b *testing.B) {
 	runs, err := restartRuns(os.Getenv("CUERATOR_BENCH_RESTART"))
 	if err != nil {
@@ -79,6 +82,7 @@ func BenchmarkRestart(b *testing.B) {
 			b.ReportMetric(r.idle.Seconds(), "s-to-idle")
 			b.ReportMetric(r.reconciles/float64(run.n), "reconciles/CR")
 			b.ReportMetric(mib(r.rss), "rss-MiB")
+			b.ReportMetric(mib(r.heapInuse), "heap-inuse-MiB")
 			b.Logf("| %s | %d | %d | %.0f | %.2f | %.3f | %.1f | %.2f | %.0f |", k.kind, run.n, run.n*k.children,
 				r.requests, r.requests/float64(run.n), r.requests/float64(run.n*k.children), r.idle.Seconds(), r.reconciles/float64(run.n), mib(r.rss))
 			b.Logf("requests by method and code: %v", r.byMethod)
@@ -113,6 +117,30 @@ type restartResult struct {
 	idle       time.Duration
 	reconciles float64
 	rss        float64
+	heapInuse  float64
+}
+
+// restartHeapProfile saves the operator's heap profile, after a GC, to path.
+func restartHeapProfile(addr, path string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return os.WriteFile(path, body, 0o644)
 }
 
 func restartMeasure(b *testing.B, api client.Client, bin, templates string, k restartKind, group string, n, iteration int) restartResult {
@@ -138,6 +166,13 @@ func restartMeasure(b *testing.B, api client.Client, bin, templates string, k re
 	}
 	first.kill(b)
 
+	// CUERATOR_BENCH_PROFILE=dir keeps the restarted operator's heap profile
+	// once it is idle: what its memory is made of.
+	profileDir := os.Getenv("CUERATOR_BENCH_PROFILE")
+	pprofAddr := freeAddr(b)
+	if profileDir != "" {
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
 	second := startOperator(b, bin, fmt.Sprintf("restart-%s-%d-second", k.dir, n), args...)
 	started := time.Now()
 	reconciles, err := restartWaitIdle(b, second, controller, 10*time.Minute)
@@ -161,6 +196,14 @@ func restartMeasure(b *testing.B, api client.Client, bin, templates string, k re
 	}
 	if r.rss, err = memoryRSS(second.cmd.Process.Pid); err != nil {
 		b.Fatal(err)
+	}
+	r.heapInuse = sumMetric(second.scrape(b), "go_memstats_heap_inuse_bytes", nil)
+	if profileDir != "" {
+		path := filepath.Join(profileDir, fmt.Sprintf("restart-%s-%d.heap", k.dir, n))
+		if err := restartHeapProfile(pprofAddr, path); err != nil {
+			b.Fatal(err)
+		}
+		memoryProgress("restart: heap profile in %s", path)
 	}
 	memoryProgress("restart: idle %s after the restart, %.0f requests", idle.Round(time.Second), r.requests)
 	second.stop(b)
