@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -32,6 +33,17 @@ func CachedObject(scheme *runtime.Scheme, gvk schema.GroupVersionKind) client.Ob
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
 	return u
+}
+
+// CacheConfig is cfg for the cache of children: in JSON, as the engine
+// reads children. Protobuf drops the apiVersion and kind of the objects a
+// child holds (a StatefulSet's volumeClaimTemplates), which the typed
+// cache would then lack.
+func CacheConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = runtime.ContentTypeJSON
+	cfg.AcceptContentTypes = runtime.ContentTypeJSON
+	return cfg
 }
 
 // TypedReads serves the unstructured reads of kinds scheme knows from

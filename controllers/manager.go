@@ -186,7 +186,7 @@ func childCluster(cfg *rest.Config, mgr ctrl.Manager, opts ManagerOptions) (clus
 	if opts.WatchNamespace != "" {
 		co.DefaultNamespaces = map[string]cache.Config{opts.WatchNamespace: {}}
 	}
-	c, err := cluster.New(cfg, func(o *cluster.Options) {
+	c, err := cluster.New(apply.CacheConfig(cfg), func(o *cluster.Options) {
 		o.Scheme = mgr.GetScheme()
 		o.HTTPClient = mgr.GetHTTPClient()
 		o.MapperProvider = func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mgr.GetRESTMapper(), nil }

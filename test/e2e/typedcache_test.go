@@ -25,7 +25,8 @@ import (
 // what the API server serves, or a digest recorded from an apply response
 // would never match the cache again and a restart would rewrite children.
 // Every child the shipped samples render, applied to the cluster, is read
-// through the typed cache and compared with the API server's own answer.
+// through a typed cache configured as the operator's and compared with the
+// API server's own answer.
 func TestTypedCacheReadsAsServed(t *testing.T) {
 	lib, err := render.Load(schemas.FS)
 	if err != nil {
@@ -79,13 +80,13 @@ func TestTypedCacheReadsAsServed(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"Deployment", "Service", "Secret", "ConfigMap"} {
+	for _, want := range []string{"Deployment", "Service", "Secret", "StatefulSet"} {
 		if !typedKinds[want] {
 			t.Fatalf("the samples rendered no %s held typed; typed: %v", want, typedKinds)
 		}
 	}
 
-	c, err := cache.New(testCluster.Config, cache.Options{
+	c, err := cache.New(apply.CacheConfig(testCluster.Config), cache.Options{
 		Scheme:            clientgoscheme.Scheme,
 		DefaultNamespaces: map[string]cache.Config{ns: {}},
 	})
