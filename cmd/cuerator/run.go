@@ -30,6 +30,7 @@ func runCmd(templates *string) *cobra.Command {
 	var burst int
 	var kube kubectlFlags
 	var renderMemory string
+	var memoryRatio float64
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the operator against the cluster of the kubeconfig (or in-cluster)",
@@ -58,6 +59,13 @@ so it takes no -n.`,
 				return err
 			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			soft, err := setMemoryLimit(memoryRatio, cgroupMemoryFiles)
+			if err != nil {
+				return err
+			}
+			if soft > 0 {
+				ctrl.Log.Info("Go's soft memory limit set from the container's", "bytes", soft, "ratio", memoryRatio)
+			}
 			lib, err := loadOperatorLibrary(*templates)
 			if err != nil {
 				return err
@@ -103,6 +111,7 @@ so it takes no -n.`,
 	f.StringVar(&selector, "watch-label-selector", "", "reconcile only the CRs that match this label selector, e.g. shard=a; processes with disjoint selectors share the CRs out")
 	f.DurationVar(&render.DefaultBudget.Time, "render-timeout", render.DefaultBudget.Time, "how long one render (or status projection) of a CR may evaluate; a CR over it is Stalled, naming the budget")
 	f.StringVar(&renderMemory, "render-memory", resource.NewQuantity(render.DefaultBudget.Memory, resource.BinarySI).String(), "heap one render worker may use; a CR whose render needs more is Stalled, naming the budget")
+	f.Float64Var(&memoryRatio, "memory-limit-ratio", 0.8, "Go's soft memory limit as a fraction of the container's memory limit (cgroup), unless GOMEMLIMIT is set; the rest is the render workers' and the binary's; 0 turns it off")
 	f.IntVar(&render.DefaultWorkers, "render-workers", render.DefaultWorkers, "render worker processes, each evaluating one CR at a time (memory: up to this many times --render-memory)")
 	kube = addKubectlFlags(cmd, false)
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)

@@ -43,7 +43,10 @@ const restartGroupSuffix = ".restart.test.cuerator.dev"
 // costs with N Ready CRs whose children are all unchanged: the operator that
 // converged them is killed (SIGKILL, as a node failure or an eviction
 // would), a new one starts, and the benchmark counts the new process's API
-// requests (its own client metrics) and the time until it is idle.
+// requests (its own client metrics), the time until it is idle and its
+// memory. A third process then restarts the same way with Go's soft memory
+// limit as `run` sets it in the shipped 512Mi container (GOMEMLIMIT 0.8 of
+// that), for the memory the deployed operator would hold.
 //
 // Run: CUERATOR_BENCH_RESTART=memcached:1000,webapp:1000 go test ./test/e2e -run '^$' -bench Restart -benchtime 1x -timeout 90m
 // (kind:N pairs; default memcached:1000). CUERATOR_BENCH_PROFILE=dir also
@@ -83,6 +86,9 @@ func BenchmarkRestart(b *testing.B) {
 			b.ReportMetric(r.reconciles/float64(run.n), "reconciles/CR")
 			b.ReportMetric(mib(r.rss), "rss-MiB")
 			b.ReportMetric(mib(r.heapInuse), "heap-inuse-MiB")
+			b.ReportMetric(mib(r.limitedRSS), "rss-at-512Mi-limit-MiB")
+			b.ReportMetric(mib(r.limitedHeapInuse), "heap-inuse-at-512Mi-limit-MiB")
+			b.ReportMetric(r.limitedRequests, "requests-at-512Mi-limit")
 			b.Logf("| %s | %d | %d | %.0f | %.2f | %.3f | %.1f | %.2f | %.0f |", k.kind, run.n, run.n*k.children,
 				r.requests, r.requests/float64(run.n), r.requests/float64(run.n*k.children), r.idle.Seconds(), r.reconciles/float64(run.n), mib(r.rss))
 			b.Logf("requests by method and code: %v", r.byMethod)
@@ -118,6 +124,8 @@ type restartResult struct {
 	reconciles float64
 	rss        float64
 	heapInuse  float64
+	// The same restart with Go's soft memory limit of a 512Mi container.
+	limitedRSS, limitedHeapInuse, limitedRequests float64
 }
 
 // restartHeapProfile saves the operator's heap profile, after a GC, to path.
@@ -166,22 +174,42 @@ func restartMeasure(b *testing.B, api client.Client, bin, templates string, k re
 	}
 	first.kill(b)
 
-	// CUERATOR_BENCH_PROFILE=dir keeps the restarted operator's heap profile
-	// once it is idle: what its memory is made of.
-	profileDir := os.Getenv("CUERATOR_BENCH_PROFILE")
+	r := restartOnce(b, bin, fmt.Sprintf("restart-%s-%d-second", k.dir, n), controller, args, "", os.Getenv("CUERATOR_BENCH_PROFILE"))
+	// Again, as the shipped Deployment runs it: in a container limited to
+	// 512Mi, where run sets Go's soft memory limit to 0.8 of that.
+	limited := restartOnce(b, bin, fmt.Sprintf("restart-%s-%d-limited", k.dir, n), controller, args, strconv.Itoa(chartMemoryLimit*8/10), "")
+	r.limitedRSS, r.limitedHeapInuse, r.limitedRequests = limited.rss, limited.heapInuse, limited.requests
+	return r
+}
+
+// chartMemoryLimit is the manager container's memory limit in the shipped
+// manifests and chart (512Mi).
+const chartMemoryLimit = 512 << 20
+
+// restartOnce starts the operator (with GOMEMLIMIT=goMemLimit unless ""),
+// waits until it is idle, and measures it; profileDir, unless "", receives
+// its heap profile. It is killed after, as the next restart would find it.
+func restartOnce(b *testing.B, bin, name, controller string, args []string, goMemLimit, profileDir string) restartResult {
 	pprofAddr := freeAddr(b)
 	if profileDir != "" {
-		args = append(args, "--pprof-bind-address="+pprofAddr)
+		args = append(append([]string(nil), args...), "--pprof-bind-address="+pprofAddr)
 	}
-	second := startOperator(b, bin, fmt.Sprintf("restart-%s-%d-second", k.dir, n), args...)
+	if goMemLimit != "" {
+		// The child inherits it; the benchmark's own runtime read its
+		// limit at start and is unaffected.
+		os.Setenv("GOMEMLIMIT", goMemLimit)
+		defer os.Unsetenv("GOMEMLIMIT")
+	}
+	op := startOperator(b, bin, name, args...)
 	started := time.Now()
-	reconciles, err := restartWaitIdle(b, second, controller, 10*time.Minute)
+	reconciles, err := restartWaitIdle(b, op, controller, 10*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
 	idle := time.Since(started)
 	r := restartResult{idle: idle, reconciles: reconciles, byMethod: map[string]float64{}}
-	for _, m := range second.scrape(b)["rest_client_requests_total"].GetMetric() {
+	fams := op.scrape(b)
+	for _, m := range fams["rest_client_requests_total"].GetMetric() {
 		var method, code string
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {
@@ -194,19 +222,19 @@ func restartMeasure(b *testing.B, api client.Client, bin, templates string, k re
 		r.requests += m.GetCounter().GetValue()
 		r.byMethod[method+" "+code] += m.GetCounter().GetValue()
 	}
-	if r.rss, err = memoryRSS(second.cmd.Process.Pid); err != nil {
+	if r.rss, err = memoryRSS(op.cmd.Process.Pid); err != nil {
 		b.Fatal(err)
 	}
-	r.heapInuse = sumMetric(second.scrape(b), "go_memstats_heap_inuse_bytes", nil)
+	r.heapInuse = sumMetric(fams, "go_memstats_heap_inuse_bytes", nil)
 	if profileDir != "" {
-		path := filepath.Join(profileDir, fmt.Sprintf("restart-%s-%d.heap", k.dir, n))
+		path := filepath.Join(profileDir, name+".heap")
 		if err := restartHeapProfile(pprofAddr, path); err != nil {
 			b.Fatal(err)
 		}
 		memoryProgress("restart: heap profile in %s", path)
 	}
-	memoryProgress("restart: idle %s after the restart, %.0f requests", idle.Round(time.Second), r.requests)
-	second.stop(b)
+	memoryProgress("restart: %s idle %s after its start, %.0f requests, RSS %.0f MiB", name, idle.Round(time.Second), r.requests, mib(r.rss))
+	op.kill(b)
 	return r
 }
 
