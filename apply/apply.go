@@ -274,6 +274,20 @@ func (a *Applier) cached(ctx context.Context, obj *unstructured.Unstructured) (*
 	return live, nil
 }
 
+// cachedVersion is the resourceVersion of obj in the cache, "" when the
+// cache has none. It reads obj in the form the cache holds it: no
+// conversion, for the check every resync makes of every child.
+func (a *Applier) cachedVersion(ctx context.Context, obj *unstructured.Unstructured) (string, error) {
+	live := CachedObject(a.children.Scheme(), obj.GroupVersionKind())
+	switch err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) }); {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read: %w", err)
+	}
+	return live.GetResourceVersion(), nil
+}
+
 // fresh reads obj from the API server, managedFields included; nil when it
 // does not exist.
 func (a *Applier) fresh(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {

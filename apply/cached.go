@@ -46,6 +46,22 @@ func CacheConfig(cfg *rest.Config) *rest.Config {
 	return cfg
 }
 
+// cachedList is an empty list of gvk in the form the cache of children
+// holds it (CachedObject's): reading it costs no conversion.
+func cachedList(scheme *runtime.Scheme, gvk schema.GroupVersionKind) client.ObjectList {
+	listGVK := gvk.GroupVersion().WithKind(gvk.Kind + "List")
+	if _, untyped := CachedObject(scheme, gvk).(*unstructured.Unstructured); !untyped {
+		if obj, err := scheme.New(listGVK); err == nil {
+			if list, ok := obj.(client.ObjectList); ok {
+				return list
+			}
+		}
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(listGVK)
+	return list
+}
+
 // TypedReads serves the unstructured reads of kinds scheme knows from
 // reader's typed informers, converted; every other read goes to reader as
 // it is.

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cuerator/cuerator/child"
@@ -35,8 +36,9 @@ func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, e
 	var found child.Inventory
 	key := req.Owner.IndexKey()
 	for _, gvk := range req.ChildKinds {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		// Their names alone: read in the form the cache holds them, not
+		// converted.
+		list := cachedList(a.children.Scheme(), gvk)
 		opts := []client.ListOption{client.MatchingFields{OwnerIndex: key}}
 		if req.Owner.Namespace != "" {
 			opts = append(opts, client.InNamespace(req.Owner.Namespace))
@@ -50,8 +52,15 @@ func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, e
 			}
 			return nil, fmt.Errorf("list %s children: %w", gvk.Kind, err)
 		}
-		for i := range list.Items {
-			found = append(found, child.EntryOf(&list.Items[i]))
+		if err := meta.EachListItem(list, func(item runtime.Object) error {
+			obj, err := meta.Accessor(item)
+			if err != nil {
+				return err
+			}
+			found = append(found, child.EntryFor(gvk, obj.GetNamespace(), obj.GetName()))
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("list %s children: %w", gvk.Kind, err)
 		}
 	}
 	return found, nil

@@ -114,15 +114,8 @@ func SeenAt(obj *unstructured.Unstructured, version string) Seen {
 func (a *Applier) Unchanged(ctx context.Context, owner child.Owner, seen []Seen, kinds []schema.GroupVersionKind) bool {
 	ids := make(child.Inventory, 0, len(seen))
 	for _, s := range seen {
-		live, err := a.cached(ctx, s.Object)
-		if err != nil {
-			return false
-		}
-		version := ""
-		if live != nil {
-			version = live.GetResourceVersion()
-		}
-		if version != s.Version {
+		version, err := a.cachedVersion(ctx, s.Object)
+		if err != nil || version != s.Version {
 			return false
 		}
 		ids = append(ids, child.EntryOf(s.Object))

@@ -28,9 +28,14 @@ type Inventory []InventoryEntry
 
 // EntryOf returns the inventory entry for obj.
 func EntryOf(obj *unstructured.Unstructured) InventoryEntry {
-	gvk := obj.GroupVersionKind()
+	return EntryFor(obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName())
+}
+
+// EntryFor returns the inventory entry for the object of kind gvk named
+// namespace/name.
+func EntryFor(gvk schema.GroupVersionKind, namespace, name string) InventoryEntry {
 	return InventoryEntry{
-		ID:      strings.Join([]string{obj.GetNamespace(), obj.GetName(), gvk.Group, gvk.Kind}, "_"),
+		ID:      strings.Join([]string{namespace, name, gvk.Group, gvk.Kind}, "_"),
 		Version: gvk.Version,
 	}
 }
