@@ -81,7 +81,7 @@ func (r typedReads) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 	}
 	gvk := u.GroupVersionKind()
 	cached := CachedObject(r.scheme, gvk)
-	if _, unstructured := cached.(*unstructured.Unstructured); unstructured {
+	if _, untyped := cached.(*unstructured.Unstructured); untyped {
 		return r.Reader.Get(ctx, key, obj, opts...)
 	}
 	if err := r.Reader.Get(ctx, key, cached, opts...); err != nil {

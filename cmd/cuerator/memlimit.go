@@ -48,11 +48,11 @@ func memoryLimitFrom(files []string) (int64, error) {
 // limit, leaves the runtime as it is. It returns the limit it set, 0 if
 // none.
 func setMemoryLimit(ratio float64, files []string) (int64, error) {
-	if ratio == 0 || os.Getenv("GOMEMLIMIT") != "" {
-		return 0, nil
-	}
 	if ratio < 0 || ratio > 1 {
 		return 0, fmt.Errorf("--memory-limit-ratio %v: want a fraction of the container's memory limit, from 0 (off) to 1", ratio)
+	}
+	if ratio == 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return 0, nil
 	}
 	limit, err := memoryLimitFrom(files)
 	if err != nil || limit == 0 {
