@@ -129,17 +129,8 @@ func (r renaming) samples(t *testing.T, lib *render.Library, ns string) map[stri
 // samples does.
 func (r renaming) sample(t *testing.T, lib *render.Library, ns, file string) map[string]string {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crs, err := render.ReadManifests(f)
-	f.Close()
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
 	names := map[string]string{}
-	for _, cr := range crs {
+	for _, cr := range manifestsIn(t, file) {
 		gvk := cr.GroupVersionKind()
 		gvk.Group = r.group(gvk.Group)
 		kind := lib.Kind(gvk)
@@ -156,4 +147,19 @@ func (r renaming) sample(t *testing.T, lib *render.Library, ns, file string) map
 		names[gvk.Kind] = kind.Plural + "." + gvk.Group + "/" + cr.GetName()
 	}
 	return names
+}
+
+// manifestsIn reads the objects of a YAML manifest file.
+func manifestsIn(t *testing.T, file string) []*unstructured.Unstructured {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	objs, err := render.ReadManifests(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return objs
 }

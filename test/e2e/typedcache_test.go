@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -47,16 +46,7 @@ func TestTypedCacheReadsAsServed(t *testing.T) {
 	var applied []*unstructured.Unstructured
 	typedKinds := map[string]bool{}
 	for _, file := range files {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crs, err := render.ReadManifests(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, cr := range crs {
+		for _, cr := range manifestsIn(t, file) {
 			kind := lib.Kind(cr.GroupVersionKind())
 			if kind == nil {
 				t.Fatalf("%s: no kind %s", file, cr.GroupVersionKind())
