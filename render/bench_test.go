@@ -102,3 +102,41 @@ func TestRenderHeapStaysFlat(t *testing.T) {
 		t.Errorf("heap grew by %d bytes over %d renders", growth, renders)
 	}
 }
+
+// BenchmarkStatus projects each seed sample's status from its children as
+// observed live (what each reconcile does after the apply), in this
+// process and, the operator's way, in a worker process.
+// Run: go test ./render -run '^$' -bench Status -benchmem
+func BenchmarkStatus(b *testing.B) {
+	lib := loadLibrary(b, render.InProcess())
+	workers := loadLibrary(b)
+	for _, kind := range lib.Kinds() {
+		cr := readCR(b, examples[kind.GVK.Kind])
+		cr.SetNamespace("bench")
+		cr.SetUID("00000000-0000-4000-8000-000000000001")
+		for _, via := range []struct {
+			name string
+			lib  *render.Library
+		}{{"cue", lib}, {"cue-in-worker", workers}} {
+			rendered, err := via.lib.Kind(kind.GVK).Render(cr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			obs := render.Observed{Children: map[string]any{}}
+			for i, obj := range rendered.Objects {
+				live := obj.DeepCopy()
+				live.SetResourceVersion("12345")
+				_ = unstructured.SetNestedField(live.Object, map[string]any{"replicas": int64(1), "readyReplicas": int64(1), "observedGeneration": int64(1)}, "status")
+				obs.Children[rendered.Keys[i]] = live.Object
+			}
+			b.Run(kind.GVK.Kind+"/"+via.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := rendered.Status(obs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

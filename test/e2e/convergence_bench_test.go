@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cuerator/cuerator/crdgen"
@@ -102,10 +104,10 @@ func BenchmarkConvergence(b *testing.B) {
 				run  func(b *testing.B, ns string) convergenceResult
 			}{
 				{"cuerator", func(b *testing.B, ns string) convergenceResult {
-					return convergeWebApps(b, uncounted, convergenceWebAppGVK, ns, n)
+					return convergeWebApps(b, uncounted, convergenceWebAppGVK, ns, n, "webapp.apps.example.com", true)
 				}},
 				{"typed", func(b *testing.B, ns string) convergenceResult {
-					return convergeWebApps(b, uncounted, typedGVK, ns, n)
+					return convergeWebApps(b, uncounted, typedGVK, ns, n, "webapp", false)
 				}},
 				{"ceiling", func(b *testing.B, ns string) convergenceResult {
 					return convergeCeiling(b, uncounted, kind, ns, n)
@@ -256,12 +258,17 @@ type convergenceResult struct {
 	applied, ready time.Duration
 	// requests are the counted requests about the approach's namespace.
 	requests []string
+	// reconciles and renders are the operator's, from this process's
+	// metrics; renders only for cuerator.
+	reconciles, renders float64
 }
 
 func (r *convergenceResult) add(o convergenceResult) {
 	r.applied += o.applied
 	r.ready += o.ready
 	r.requests = append(r.requests, o.requests...)
+	r.reconciles += o.reconciles
+	r.renders += o.renders
 }
 
 // report reports r, the sum of runs that created crs CRs in all, per run
@@ -272,6 +279,12 @@ func (r convergenceResult) report(b *testing.B, crs int) convergenceResult {
 	b.ReportMetric(perRun.applied.Seconds(), "s-applied")
 	b.ReportMetric(perRun.ready.Seconds(), "s-ready")
 	b.ReportMetric(float64(len(r.requests))/float64(crs), "requests/CR")
+	if r.reconciles > 0 {
+		b.ReportMetric(r.reconciles/float64(crs), "reconciles/CR")
+	}
+	if r.renders > 0 {
+		b.ReportMetric(r.renders/float64(crs), "renders/CR")
+	}
 	byVerb := map[string]int{}
 	byResource := map[string]int{}
 	for _, line := range r.requests {
@@ -336,11 +349,21 @@ func convergenceWebApp(gvk schema.GroupVersionKind, ns string, i int) *unstructu
 }
 
 // convergeWebApps creates n WebApps of gvk in ns, for the operator that
-// serves gvk, and times until every child exists and every CR is Ready at
+// serves gvk (its controller named controller; renders counted when it is
+// cuerator's), and times until every child exists and every CR is Ready at
 // its generation.
-func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKind, ns string, n int) convergenceResult {
+func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKind, ns string, n int, controller string, renders bool) convergenceResult {
 	ctx := context.Background()
 	mark := recentRequests.mark()
+	count := func() (reconciles, rendered float64) {
+		fams := inProcessMetrics(b)
+		reconciles = sumMetric(fams, "controller_runtime_reconcile_total", map[string]string{"controller": controller})
+		if renders {
+			rendered = sumMetric(fams, "cuerator_reconcile_duration_seconds", map[string]string{"kind": controller, "phase": "render"})
+		}
+		return reconciles, rendered
+	}
+	reconcilesBefore, rendersBefore := count()
 	b.StartTimer()
 	start := time.Now()
 	err := convergenceParallel(n, func(i int) error {
@@ -366,7 +389,24 @@ func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKin
 		return readyCRs == n, fmt.Sprintf("%d of %d WebApps Ready", readyCRs, n), nil
 	})
 	b.StopTimer()
-	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns)}
+	reconcilesAfter, rendersAfter := count()
+	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns),
+		reconciles: reconcilesAfter - reconcilesBefore, renders: rendersAfter - rendersBefore}
+}
+
+// inProcessMetrics gathers this process's controller-runtime metrics: the
+// in-process operators' (cuerator's, the typed one's).
+func inProcessMetrics(b testing.TB) map[string]*dto.MetricFamily {
+	b.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make(map[string]*dto.MetricFamily, len(families))
+	for _, f := range families {
+		out[f.GetName()] = f
+	}
+	return out
 }
 
 // convergenceCRReady reports whether cr's status is of its generation and

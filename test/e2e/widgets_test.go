@@ -314,13 +314,13 @@ func TestNoopReconcileIssuesNoRequests(t *testing.T) {
 }
 
 // reconciles reads controller-runtime's reconcile counter for a controller.
-func reconciles(t *testing.T, controller string) float64 {
+func reconciles(t testing.TB, controller string) float64 {
 	return counterTotal(t, "controller_runtime_reconcile_total", controller)
 }
 
 // counterTotal sums a counter of this process's controller-runtime metrics
 // over the controller given, or over every controller when it is empty.
-func counterTotal(t *testing.T, name, controller string) float64 {
+func counterTotal(t testing.TB, name, controller string) float64 {
 	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
