@@ -26,9 +26,7 @@ func BenchmarkRender(b *testing.B) {
 	lib := loadLibrary(b, render.InProcess())
 	workers := loadLibrary(b)
 	for _, kind := range lib.Kinds() {
-		cr := readCR(b, examples[kind.GVK.Kind])
-		cr.SetNamespace("bench")
-		cr.SetUID("00000000-0000-4000-8000-000000000001")
+		cr := benchCR(b, kind.GVK.Kind)
 		b.Run(kind.GVK.Kind+"/cue", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -111,9 +109,7 @@ func BenchmarkStatus(b *testing.B) {
 	lib := loadLibrary(b, render.InProcess())
 	workers := loadLibrary(b)
 	for _, kind := range lib.Kinds() {
-		cr := readCR(b, examples[kind.GVK.Kind])
-		cr.SetNamespace("bench")
-		cr.SetUID("00000000-0000-4000-8000-000000000001")
+		cr := benchCR(b, kind.GVK.Kind)
 		for _, via := range []struct {
 			name string
 			lib  *render.Library
@@ -139,4 +135,13 @@ func BenchmarkStatus(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchCR is the seed sample of kind as the operator would read it: in a
+// namespace, with a uid.
+func benchCR(b *testing.B, kind string) *unstructured.Unstructured {
+	cr := readCR(b, examples[kind])
+	cr.SetNamespace("bench")
+	cr.SetUID("00000000-0000-4000-8000-000000000001")
+	return cr
 }
