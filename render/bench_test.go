@@ -21,7 +21,7 @@ var examples = map[string]string{
 
 // BenchmarkRender renders each seed sample next to the floor: building the
 // same objects as plain Go maps (a deep copy of the rendered ones allocates
-// exactly those maps). Run: go test ./engine -run '^$' -bench Render -benchmem
+// exactly those maps). Run: go test ./render -run '^$' -bench Render -benchmem
 func BenchmarkRender(b *testing.B) {
 	lib := loadLibrary(b, render.InProcess())
 	workers := loadLibrary(b)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/cuerator/cuerator/controllers"
 	"github.com/cuerator/cuerator/crdgen"
@@ -322,24 +321,11 @@ func reconciles(t testing.TB, controller string) float64 {
 // over the controller given, or over every controller when it is empty.
 func counterTotal(t testing.TB, name, controller string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]string{}
+	if controller != "" {
+		want["controller"] = controller
 	}
-	var total float64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && (controller == "" || l.GetValue() == controller) {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
+	return sumMetric(inProcessMetrics(t), name, want)
 }
 
 // A change to an immutable field is reported with the field's name; the
