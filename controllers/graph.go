@@ -13,27 +13,47 @@ import (
 	"github.com/cuerator/cuerator/render"
 )
 
+// gated is what gate decided: what to apply, what is held, what the CR's
+// health says of the waits, and the version of each child the decisions
+// were made from.
+type gated struct {
+	toApply, held []*unstructured.Unstructured
+	waits         []apply.Health
+	// decidedAt is, by key, the resourceVersion ("" when absent) of each
+	// child whose live state the decisions read; nil when they read none.
+	// A child that changed after it was read makes them stale: see
+	// settledVersions.
+	decidedAt map[string]string
+}
+
 // gate orders the children of a template with a graph: it reads the live
 // children, renders again with them (children that waited for what they
 // read of others render now, if they can), and holds back the children
-// whose dependencies are not ready. It returns what to apply, what is
-// held, and what the CR's health says of the waits. A template with no
-// graph applies everything at once.
-func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (toApply, held []*unstructured.Unstructured, waits []apply.Health, err error) {
+// whose dependencies are not ready. A template with no graph applies
+// everything at once.
+func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated, error) {
 	if len(rendered.Graph) == 0 {
-		return rendered.Objects, nil, nil, nil
+		return gated{toApply: rendered.Objects}, nil
 	}
 	_, lives, err := r.Applier.Health(ctx, rendered.Objects)
 	if err != nil {
-		return nil, nil, nil, err
+		return gated{}, err
+	}
+	read := map[string]string{}
+	for i, live := range lives {
+		read[rendered.Keys[i]] = live.GetResourceVersion()
 	}
 	if err := rendered.Observe(render.Observed{Children: observedChildren(rendered, lives)}); err != nil {
-		return nil, nil, nil, err
+		return gated{}, err
 	}
 	// Observe may render more children: judge them all, as they are live.
 	healths, _, err := r.Applier.Health(ctx, rendered.Objects)
 	if err != nil {
-		return nil, nil, nil, err
+		return gated{}, err
+	}
+	var out gated
+	if readsLives(rendered) {
+		out.decidedAt = read
 	}
 	ready := map[string]string{} // key -> why not ready; "" when ready
 	for i, h := range judged(rendered, healths) {
@@ -44,20 +64,57 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (toApp
 	}
 	for i, obj := range rendered.Objects {
 		if why := notReady(rendered.Graph[rendered.Keys[i]].DependsOn, ready); why != "" {
-			held = append(held, obj)
-			waits = append(waits, apply.Health{Object: child.Describe(obj), Status: kstatus.InProgressStatus, Message: "waits until " + why})
+			out.held = append(out.held, obj)
+			out.waits = append(out.waits, apply.Health{Object: child.Describe(obj), Status: kstatus.InProgressStatus, Message: "waits until " + why})
 			continue
 		}
-		toApply = append(toApply, obj)
+		out.toApply = append(out.toApply, obj)
 	}
 	for _, key := range rendered.Waiting {
 		why := notReady(rendered.Graph[key].DependsOn, ready)
 		if why == "" {
 			why = "what it reads of " + strings.Join(rendered.Graph[key].DependsOn, ", ") + " is observed"
 		}
-		waits = append(waits, apply.Health{Object: "objects." + key, Status: kstatus.InProgressStatus, Message: "waits until " + why})
+		out.waits = append(out.waits, apply.Health{Object: "objects." + key, Status: kstatus.InProgressStatus, Message: "waits until " + why})
 	}
-	return toApply, held, waits, nil
+	return out, nil
+}
+
+// readsLives reports whether what gate decided for rendered depends on the
+// children's live state: a readiness the template judges, a child that
+// waits for another, or one that waits for what it reads of another.
+func readsLives(rendered *render.Rendered) bool {
+	if len(rendered.Readiness) > 0 || len(rendered.Waiting) > 0 {
+		return true
+	}
+	for _, n := range rendered.Graph {
+		if len(n.DependsOn) > 0 || n.HasReady {
+			return true
+		}
+	}
+	return false
+}
+
+// settledVersions is the version of each child (rendered.Objects, whose
+// live state is lives) that the reconcile's outcome describes, for the
+// next reconcile to find it unchanged. The status is computed from lives,
+// but what gate decided was read before the apply: a child that changed
+// since (created, corrected, or changed by someone else) keeps the version
+// gate read, so that the news of its change reconciles the CR again, with
+// decisions made from what it is now.
+func settledVersions(rendered *render.Rendered, lives []*unstructured.Unstructured, g gated) []apply.Seen {
+	out := make([]apply.Seen, 0, len(lives))
+	for i, live := range lives {
+		version := live.GetResourceVersion()
+		key := rendered.Keys[i]
+		if decided, read := g.decidedAt[key]; read {
+			version = decided
+		} else if g.decidedAt != nil && rendered.Graph[key].HasReady {
+			version = "" // judged before it was observed
+		}
+		out = append(out, apply.SeenAt(rendered.Objects[i], version))
+	}
+	return out
 }
 
 // notReady says which of deps is not ready, and why; "" when all are.

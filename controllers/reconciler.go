@@ -19,6 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -84,7 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	kind, loadErr := r.Templates.kind(r.GVK)
 	cr := &unstructured.Unstructured{}
 	cr.SetGroupVersionKind(r.GVK)
-	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
+	if err := r.read(ctx, req.NamespacedName, cr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Applier.Forget(req.NamespacedName)
 			r.settled.drop(req.NamespacedName)
@@ -166,6 +169,44 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return r.reconcile(ctx, cr, kind, st, &seen, c.hold)
 }
 
+// ownWriteWait bounds how long a reconcile waits for the cache to hold the
+// CR as this process's last status write left it, before it reads the CR
+// from the API server instead.
+const ownWriteWait = 2 * time.Second
+
+// read reads the CR from the cache, once the cache holds it at least as
+// this process's last status write left it. A reconcile that follows that
+// write at once (news that came during the last one) would otherwise read
+// the status from before it: judged against that, a status equal to the
+// one before the write would not be written, and the CR would keep saying
+// what the last write said.
+func (r *Reconciler) read(ctx context.Context, key types.NamespacedName, cr *unstructured.Unstructured) error {
+	if err := r.Client.Get(ctx, key, cr); err != nil {
+		return err
+	}
+	wrote := r.written.version(key)
+	if wrote == "" || !olderThan(cr.GetResourceVersion(), wrote) {
+		return nil
+	}
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, ownWriteWait, false, func(ctx context.Context) (bool, error) {
+		if err := r.Client.Get(ctx, key, cr); err != nil {
+			return false, err
+		}
+		return !olderThan(cr.GetResourceVersion(), wrote), nil
+	})
+	if err == nil || apierrors.IsNotFound(err) {
+		return err
+	}
+	return r.Reader.Get(ctx, key, cr)
+}
+
+// olderThan reports whether resourceVersion a is older than b, where the
+// API server's versions compare (as etcd's revisions do).
+func olderThan(a, b string) bool {
+	c, err := resourceversion.CompareResourceVersion(a, b)
+	return err == nil && c < 0
+}
+
 // suspend records that cr is suspended: its children are left as they are,
 // and the generation it last reconciled stays the one observed.
 func (r *Reconciler) suspend(ctx context.Context, cr *unstructured.Unstructured) error {
@@ -212,7 +253,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
-	toApply, held, waits, err := r.gate(ctx, rendered)
+	g, err := r.gate(ctx, rendered)
 	if errors.As(err, new(*render.TemplateError)) {
 		return r.renderFailed(cr, st, err)
 	}
@@ -220,7 +261,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
 	}
-	res := r.apply(ctx, cr, kind, rendered, toApply, held, st, contested)
+	res := r.apply(ctx, cr, kind, rendered, g.toApply, g.held, st, contested)
 	if len(res.Conflicts) > 0 {
 		msgs := make([]string, len(res.Conflicts))
 		for i, c := range res.Conflicts {
@@ -246,9 +287,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, err
 	}
 	healths = judged(rendered, healths)
-	for i, live := range lives {
-		seen.children = append(seen.children, apply.SeenAt(rendered.Objects[i], live.GetResourceVersion()))
-	}
+	seen.children = settledVersions(rendered, lives, g)
 	observed, err := r.observe(ctx, cr, rendered, lives)
 	if err != nil {
 		st.failing(ReasonObserveFailed, err.Error())
@@ -267,7 +306,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	st.projected = projected
-	st.health(waits, healths)
+	st.health(g.waits, healths)
 	return ctrl.Result{}, nil
 }
 
@@ -374,7 +413,7 @@ func (r *Reconciler) withdraw(ctx context.Context, cr *unstructured.Unstructured
 	if err == nil {
 		// With the live children, so that those that read others render
 		// too and are ordered with them.
-		_, _, _, err = r.gate(ctx, rendered)
+		_, err = r.gate(ctx, rendered)
 	}
 	if err != nil {
 		r.warn(cr, ReasonDeletionUnordered, actionDelete, "the children cannot be rendered to order their deletion, the garbage collector takes them: "+err.Error())
@@ -536,7 +575,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, cr *unstructured.Unstructu
 	if err != nil {
 		return "", fmt.Errorf("write status: %w", err)
 	}
-	r.written.mark(client.ObjectKeyFromObject(cr))
+	r.written.mark(client.ObjectKeyFromObject(cr), patch.GetResourceVersion())
 	return patch.GetResourceVersion(), nil
 }
 

@@ -165,19 +165,25 @@ func digestNames(names []string) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// statusWrites remembers when each CR's status was last written.
+// statusWrites remembers when each CR's status was last written, and the
+// CR's resourceVersion that write returned.
 type statusWrites struct {
 	mu   sync.Mutex
-	last map[types.NamespacedName]time.Time
+	last map[types.NamespacedName]statusWrite
 }
 
-func (w *statusWrites) mark(key types.NamespacedName) {
+type statusWrite struct {
+	at      time.Time
+	version string
+}
+
+func (w *statusWrites) mark(key types.NamespacedName, version string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.last == nil {
-		w.last = map[types.NamespacedName]time.Time{}
+		w.last = map[types.NamespacedName]statusWrite{}
 	}
-	w.last[key] = time.Now()
+	w.last[key] = statusWrite{at: time.Now(), version: version}
 }
 
 // holdFor returns how long a write of key must wait to be interval after
@@ -189,7 +195,15 @@ func (w *statusWrites) holdFor(key types.NamespacedName, interval time.Duration)
 	if !ok {
 		return 0
 	}
-	return max(0, interval-time.Since(last))
+	return max(0, interval-time.Since(last.at))
+}
+
+// version is the CR's resourceVersion after this process's last status
+// write of key, "" when it wrote none.
+func (w *statusWrites) version(key types.NamespacedName) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[key].version
 }
 
 // has reports whether this process wrote key's status.

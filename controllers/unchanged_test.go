@@ -37,3 +37,65 @@ func TestChangeWithinOwnStatusWriteIsNotUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// lagging is a cache that holds a CR at old for its first lag reads, then
+// at its version now.
+type lagging struct {
+	client.Client
+	lag      int
+	old, now string
+	reads    int
+}
+
+func (l *lagging) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	l.reads++
+	obj.SetName(key.Name)
+	obj.SetNamespace(key.Namespace)
+	obj.SetResourceVersion(l.now)
+	if l.reads <= l.lag {
+		obj.SetResourceVersion(l.old)
+	}
+	return nil
+}
+
+// A reconcile that follows this process's own status write reads the CR as
+// that write left it: from the cache once it holds it, else from the API
+// server.
+func TestReadWaitsForOwnStatusWrite(t *testing.T) {
+	key := client.ObjectKey{Namespace: "ns", Name: "w"}
+	for name, tc := range map[string]struct {
+		wrote     string
+		cacheLag  int
+		wantCache int // cache reads
+		wantAPI   int // API server reads
+	}{
+		"no write of ours":             {wrote: "", cacheLag: 1, wantCache: 1},
+		"cache holds our write":        {wrote: "100", cacheLag: 0, wantCache: 1},
+		"cache catches up":             {wrote: "100", cacheLag: 3, wantCache: 4},
+		"cache does not catch up":      {wrote: "100", cacheLag: 1 << 20, wantAPI: 1},
+		"newer than our write":         {wrote: "90", cacheLag: 0, wantCache: 1},
+		"versions that do not compare": {wrote: "x", cacheLag: 1, wantCache: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cache := &lagging{lag: tc.cacheLag, old: "99", now: "100"}
+			api := &lagging{now: "100"}
+			r := &Reconciler{Client: cache, Reader: api}
+			if tc.wrote != "" {
+				r.written.mark(key, tc.wrote)
+			}
+			cr := &unstructured.Unstructured{}
+			if err := r.read(context.Background(), key, cr); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantAPI > 0 {
+				if api.reads != tc.wantAPI || cr.GetResourceVersion() != "100" {
+					t.Errorf("%d API reads, version %s; want %d, 100", api.reads, cr.GetResourceVersion(), tc.wantAPI)
+				}
+				return
+			}
+			if api.reads != 0 || cache.reads != tc.wantCache {
+				t.Errorf("%d cache and %d API reads, want %d and none", cache.reads, api.reads, tc.wantCache)
+			}
+		})
+	}
+}
