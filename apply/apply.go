@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cuerator/cuerator/child"
@@ -190,7 +190,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 		if inMemory && live.GetResourceVersion() == known.verified {
 			return known.entry(entry), nil, nil // exactly as last seen
 		}
-		if inMemory && olderVersion(live.GetResourceVersion(), known.written) {
+		if inMemory && OlderVersion(live.GetResourceVersion(), known.written) {
 			return known.entry(entry), nil, nil // the cache has not seen our last write yet
 		}
 		managed, err := managedDigest(compared, live)
@@ -376,11 +376,10 @@ func (e *unsyncedError) Error() string {
 
 func (e *unsyncedError) Unwrap() error { return e.err }
 
-// olderVersion reports whether resourceVersion a is older than b. Versions
-// are etcd revisions in practice; when either is not a number, it cannot
-// tell and answers false.
-func olderVersion(a, b string) bool {
-	x, err1 := strconv.ParseUint(a, 10, 64)
-	y, err2 := strconv.ParseUint(b, 10, 64)
-	return err1 == nil && err2 == nil && x < y
+// OlderVersion reports whether resourceVersion a is older than b, as the
+// API server's versions compare (KEP-5504; etcd revisions in practice);
+// when either does not compare, it cannot tell and answers false.
+func OlderVersion(a, b string) bool {
+	c, err := resourceversion.CompareResourceVersion(a, b)
+	return err == nil && c < 0
 }

@@ -39,10 +39,7 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 	if err != nil {
 		return gated{}, err
 	}
-	read := map[string]string{}
-	for i, live := range lives {
-		read[rendered.Keys[i]] = live.GetResourceVersion()
-	}
+	readKeys := rendered.Keys // Observe replaces them
 	if err := rendered.Observe(render.Observed{Children: observedChildren(rendered, lives)}); err != nil {
 		return gated{}, err
 	}
@@ -53,7 +50,10 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 	}
 	var out gated
 	if readsLives(rendered) {
-		out.decidedAt = read
+		out.decidedAt = make(map[string]string, len(lives))
+		for i, live := range lives {
+			out.decidedAt[readKeys[i]] = live.GetResourceVersion()
+		}
 	}
 	ready := map[string]string{} // key -> why not ready; "" when ready
 	for i, h := range judged(rendered, healths) {
@@ -84,7 +84,7 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 // children's live state: a readiness the template judges, a child that
 // waits for another, or one that waits for what it reads of another.
 func readsLives(rendered *render.Rendered) bool {
-	if len(rendered.Readiness) > 0 || len(rendered.Waiting) > 0 {
+	if len(rendered.Waiting) > 0 {
 		return true
 	}
 	for _, n := range rendered.Graph {

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -185,26 +184,19 @@ func (r *Reconciler) read(ctx context.Context, key types.NamespacedName, cr *uns
 		return err
 	}
 	wrote := r.written.version(key)
-	if wrote == "" || !olderThan(cr.GetResourceVersion(), wrote) {
+	if wrote == "" || !apply.OlderVersion(cr.GetResourceVersion(), wrote) {
 		return nil
 	}
 	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, ownWriteWait, false, func(ctx context.Context) (bool, error) {
 		if err := r.Client.Get(ctx, key, cr); err != nil {
 			return false, err
 		}
-		return !olderThan(cr.GetResourceVersion(), wrote), nil
+		return !apply.OlderVersion(cr.GetResourceVersion(), wrote), nil
 	})
 	if err == nil || apierrors.IsNotFound(err) {
 		return err
 	}
 	return r.Reader.Get(ctx, key, cr)
-}
-
-// olderThan reports whether resourceVersion a is older than b, where the
-// API server's versions compare (as etcd's revisions do).
-func olderThan(a, b string) bool {
-	c, err := resourceversion.CompareResourceVersion(a, b)
-	return err == nil && c < 0
 }
 
 // suspend records that cr is suspended: its children are left as they are,
