@@ -65,6 +65,7 @@ type Reconciler struct {
 	DeletionTimeout time.Duration
 
 	settled settledCRs
+	renders keptRenders
 	written statusWrites
 	// contests are the CRs another process writes too, as far as this one
 	// knows.
@@ -90,6 +91,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if apierrors.IsNotFound(err) {
 			r.Applier.Forget(req.NamespacedName)
 			r.settled.drop(req.NamespacedName)
+			r.renders.drop(req.NamespacedName)
 			r.written.forget(req.NamespacedName)
 			r.contests.forget(req.NamespacedName)
 			r.inputs.set(req.NamespacedName, nil)
@@ -100,12 +102,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if kind == nil {
 		// Removed from the templates: its children stay as they are, and a
 		// CR being deleted is not held back by a finalizer of ours.
+		r.renders.drop(req.NamespacedName)
 		if !cr.GetDeletionTimestamp().IsZero() {
 			return ctrl.Result{}, r.keepFinalizers(ctx, cr)
 		}
 		return ctrl.Result{}, nil
 	}
 	if !cr.GetDeletionTimestamp().IsZero() {
+		r.renders.drop(req.NamespacedName)
 		// Children carry an ownerReference: the garbage collector removes
 		// them; those with policy Orphan are released first, and a template
 		// may ask for its children to go in order.
@@ -113,6 +117,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	if cr.GetAnnotations()[child.AnnotationSuspend] == "true" {
 		r.settled.drop(req.NamespacedName)
+		r.renders.drop(req.NamespacedName)
 		return ctrl.Result{}, r.suspend(ctx, cr)
 	}
 	if loadErr == nil && r.unchanged(ctx, cr, kind) {
@@ -136,6 +141,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			err = nil
 		}
 		retErr = errors.Join(retErr, err)
+		if st.ready() {
+			// Converged: the next render is for a change.
+			r.renders.drop(client.ObjectKeyFromObject(cr))
+		}
 		if retErr == nil && result == (ctrl.Result{}) && loadErr == nil && version != "" {
 			seen.version = version
 			r.settled.put(client.ObjectKeyFromObject(cr), seen)
@@ -220,7 +229,7 @@ func (r *Reconciler) suspend(ctx context.Context, cr *unstructured.Unstructured)
 // operator stopped before it could record it carries the CR's owner labels,
 // and the next reconcile finds it in the cache of children by those labels.
 func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructured, kind *render.Kind, st *status, seen *settled, contested bool) (ctrl.Result, error) {
-	rendered, err := r.render(cr, kind)
+	rendered, err := r.render(cr, kind, seen)
 	if err != nil {
 		return r.renderFailed(cr, st, err)
 	}
@@ -315,13 +324,21 @@ func (r *Reconciler) renderFailed(cr *unstructured.Unstructured, st *status, err
 	return ctrl.Result{}, reconcile.TerminalError(err)
 }
 
-func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind) (*render.Rendered, error) {
+// render renders cr with kind, or takes the render kept from the CR's last
+// reconcile when the CR and the template are what it was made from.
+func (r *Reconciler) render(cr *unstructured.Unstructured, kind *render.Kind, seen *settled) (*render.Rendered, error) {
+	key := client.ObjectKeyFromObject(cr)
+	if kept := r.renders.get(key, seen); kept != nil {
+		return kept, nil
+	}
 	defer observePhase(r.GVK, phaseRender)()
 	rendered, err := kind.Render(cr)
 	if err != nil {
 		countRenderError(r.GVK)
+		return nil, err
 	}
-	return rendered, err
+	r.renders.put(key, seen, rendered, time.Now())
+	return rendered, nil
 }
 
 // apply pushes the children, prunes what the template dropped, and records

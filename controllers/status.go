@@ -311,6 +311,11 @@ func outcome(st map[string]any) map[string]any {
 	return out
 }
 
+// ready: the status says the CR is Ready.
+func (s *status) ready() bool {
+	return meta.IsStatusConditionTrue(s.conditions, ConditionReady)
+}
+
 // message is the message of condition typ, "" when it is not set.
 func (s *status) message(typ string) string {
 	if c := meta.FindStatusCondition(s.conditions, typ); c != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"cuelang.org/go/cue"
@@ -113,6 +114,22 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Clone returns a copy of r that a reconcile may change (Observe, an
+// apply) without changing r: its children are deep copies, and what no
+// one changes in place (the graph, the inputs) is shared. The filled
+// template is left out, so a kept copy holds no evaluation; a status
+// projection fills the template again.
+func (r *Rendered) Clone() *Rendered {
+	out := *r
+	out.filled = cue.Value{}
+	out.Objects = make([]*unstructured.Unstructured, len(r.Objects))
+	for i, obj := range r.Objects {
+		out.Objects[i] = obj.DeepCopy()
+	}
+	out.Keys = slices.Clone(r.Keys)
+	return &out
 }
 
 // evaluate (re)renders r's input with observed (nil before anything is),
