@@ -24,6 +24,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -40,7 +41,7 @@ const (
 	// operators' MaxConcurrentReconciles and the ceiling's apply loop.
 	convergenceWorkers = 4
 	// convergencePollInterval is how often the readiness of all CRs (or
-	// Deployments) is read, with one List.
+	// Deployments) is read, from the bench's own watches.
 	convergencePollInterval = 200 * time.Millisecond
 	// convergenceFieldManager applies the ceiling's objects.
 	convergenceFieldManager = "convergence-ceiling"
@@ -90,7 +91,7 @@ func BenchmarkConvergence(b *testing.B) {
 		b.Fatal(err)
 	}
 	// Readiness is read, and CRs are created, without counting requests.
-	uncounted, err := client.New(testCluster.Config, client.Options{})
+	uncounted, err := convergenceClient(b)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -261,6 +262,77 @@ type convergenceResult struct {
 	// reconciles and renders are the operator's, from this process's
 	// metrics; renders only for cuerator.
 	reconciles, renders float64
+	// cpu is the CPU time spent while it was timed, by whom: the API
+	// server, etcd, and this process with its render workers (the operator
+	// under test, the workers that create and the poll that watches).
+	cpu map[string]time.Duration
+}
+
+// busyCPU reads the CPU time (user and system) spent so far by the API
+// server, etcd and this process with its children; one it cannot read is
+// left out.
+func busyCPU() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	pids := testCluster.PIDs()
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if pid, ok := pids[name]; ok {
+			if d, _, ok := processCPU(pid); ok {
+				out[name] = d
+			}
+		}
+	}
+	// This process, and its live children (render workers): a child's
+	// time reaches its parent's counters only when it is waited for.
+	self := os.Getpid()
+	d, _, ok := processCPU(self)
+	if !ok {
+		return out
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if cd, ppid, ok := processCPU(pid); ok && ppid == self {
+			d += cd
+		}
+	}
+	out["bench-process"] = d
+	return out
+}
+
+// processCPU reads a process's CPU time and parent from /proc/<pid>/stat.
+func processCPU(pid int) (cpu time.Duration, ppid int, ok bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	// The fields after the command (which may hold spaces), from state on:
+	// ppid is the 2nd, utime and stime the 12th and 13th, in clock ticks
+	// (100 a second on Linux).
+	_, after, found := strings.Cut(string(raw), ") ")
+	fields := strings.Fields(after)
+	if !found || len(fields) < 13 {
+		return 0, 0, false
+	}
+	ppid, err0 := strconv.Atoi(fields[1])
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err0 != nil || err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, ppid, true
+}
+
+func cpuSince(before map[string]time.Duration) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, now := range busyCPU() {
+		if was, ok := before[name]; ok {
+			out[name] = now - was
+		}
+	}
+	return out
 }
 
 func (r *convergenceResult) add(o convergenceResult) {
@@ -269,6 +341,12 @@ func (r *convergenceResult) add(o convergenceResult) {
 	r.requests = append(r.requests, o.requests...)
 	r.reconciles += o.reconciles
 	r.renders += o.renders
+	for name, d := range o.cpu {
+		if r.cpu == nil {
+			r.cpu = map[string]time.Duration{}
+		}
+		r.cpu[name] += d
+	}
 }
 
 // report reports r, the sum of runs that created crs CRs in all, per run
@@ -284,6 +362,9 @@ func (r convergenceResult) report(b *testing.B, crs int) convergenceResult {
 	}
 	if r.renders > 0 {
 		b.ReportMetric(r.renders/float64(crs), "renders/CR")
+	}
+	for name, d := range r.cpu {
+		b.ReportMetric(float64(d.Milliseconds())/float64(crs), name+"-cpu-ms/CR")
 	}
 	byVerb := map[string]int{}
 	byResource := map[string]int{}
@@ -364,6 +445,7 @@ func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKin
 		return reconciles, rendered
 	}
 	reconcilesBefore, rendersBefore := count()
+	cpuBefore := busyCPU()
 	b.StartTimer()
 	start := time.Now()
 	err := convergenceParallel(n, func(i int) error {
@@ -389,9 +471,10 @@ func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKin
 		return readyCRs == n, fmt.Sprintf("%d of %d WebApps Ready", readyCRs, n), nil
 	})
 	b.StopTimer()
+	cpu := cpuSince(cpuBefore)
 	reconcilesAfter, rendersAfter := count()
 	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns),
-		reconciles: reconcilesAfter - reconcilesBefore, renders: rendersAfter - rendersBefore}
+		reconciles: reconcilesAfter - reconcilesBefore, renders: rendersAfter - rendersBefore, cpu: cpu}
 }
 
 // inProcessMetrics gathers this process's controller-runtime metrics: the
@@ -472,6 +555,7 @@ func convergeCeiling(b *testing.B, api client.Client, kind *render.Kind, ns stri
 	}
 
 	mark := recentRequests.mark()
+	cpuBefore := busyCPU()
 	b.StartTimer()
 	start := time.Now()
 	err = convergenceParallel(n, func(i int) error {
@@ -502,7 +586,56 @@ func convergeCeiling(b *testing.B, api client.Client, kind *render.Kind, ns stri
 		return available == n, fmt.Sprintf("%d of %d Deployments available", available, n), nil
 	})
 	b.StopTimer()
-	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns)}
+	return convergenceResult{applied: applied, ready: ready, requests: recentRequests.since(mark, ns), cpu: cpuSince(cpuBefore)}
+}
+
+// convergenceClient writes to the API server and reads from a cache that
+// watches what the bench waits for (WebApps of both groups, Deployments,
+// the metadata of Services and Ingresses): listing 1,000 objects every
+// poll would load the API server, and this process, more than the
+// approaches it times, and the slower approach the more.
+func convergenceClient(b *testing.B) (client.Client, error) {
+	watched, err := cache.New(testCluster.Config, cache.Options{Scheme: clientgoscheme.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	go func() { _ = watched.Start(ctx) }()
+	if !watched.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the bench's cache did not start")
+	}
+	c, err := client.New(testCluster.Config, client.Options{Scheme: clientgoscheme.Scheme,
+		Cache: &client.CacheOptions{Reader: watched, Unstructured: true}})
+	if err != nil {
+		return nil, err
+	}
+	// Start every watch before any clock: a List waits for its informer's
+	// first sync.
+	var lists []client.ObjectList
+	for _, gvk := range []schema.GroupVersionKind{convergenceWebAppGVK, typedwebapp.GroupVersion.WithKind("WebApp")} {
+		l := &unstructured.UnstructuredList{}
+		l.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		lists = append(lists, l)
+	}
+	for _, gvk := range []schema.GroupVersionKind{
+		{Version: "v1", Kind: "ServiceList"},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressList"},
+		{Group: "apps", Version: "v1", Kind: "DeploymentList"},
+	} {
+		l := &metav1.PartialObjectMetadataList{}
+		l.SetGroupVersionKind(gvk)
+		lists = append(lists, l)
+	}
+	lists = append(lists, &appsv1.DeploymentList{})
+	syncCtx, cancelSync := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelSync()
+	for _, l := range lists {
+		if err := c.List(syncCtx, l); err != nil {
+			return nil, fmt.Errorf("start the bench's watch of %T: %w", l, err)
+		}
+	}
+	return c, nil
 }
 
 // convergenceParallel calls do for 0..n-1 from convergenceWorkers
