@@ -318,7 +318,7 @@ func (a *Applier) describeOwner(ctx context.Context, live *unstructured.Unstruct
 // checkScope refuses children a CR may not produce: kinds the cluster does
 // not serve, cluster-scoped objects for a namespaced CR, other namespaces.
 func (a *Applier) checkScope(owner child.Owner, obj *unstructured.Unstructured) error {
-	namespaced, err := a.children.IsObjectNamespaced(obj)
+	namespaced, err := a.isNamespaced(obj)
 	if meta.IsNoMatchError(err) {
 		return fmt.Errorf("%s is not served by the cluster (is its CRD installed?)", obj.GroupVersionKind())
 	}
@@ -335,6 +335,21 @@ func (a *Applier) checkScope(owner child.Owner, obj *unstructured.Unstructured) 
 		return fmt.Errorf("must be in the CR's namespace %q", owner.Namespace)
 	}
 	return nil
+}
+
+// isNamespaced says whether obj's kind is namespaced, as the REST mapper
+// answered it the first time.
+func (a *Applier) isNamespaced(obj *unstructured.Unstructured) (bool, error) {
+	gvk := obj.GroupVersionKind()
+	if v, ok := a.scopes.Load(gvk); ok {
+		return v.(bool), nil
+	}
+	namespaced, err := a.children.IsObjectNamespaced(obj)
+	if err != nil {
+		return false, err // a kind not served yet may be soon: ask again
+	}
+	a.scopes.Store(gvk, namespaced)
+	return namespaced, nil
 }
 
 // isNotServed reports whether err says the cluster serves no such kind.
