@@ -250,7 +250,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 			return r.renderFailed(cr, st, err)
 		}
 	}
-	if err := r.Children.catchUp(gvksOf(rendered.Objects)); err != nil {
+	if _, err := r.Children.catchUp(gvksOf(rendered.Objects)); err != nil {
 		st.failing(ReasonApplyFailed, err.Error())
 		return ctrl.Result{}, err
 	}
@@ -282,6 +282,16 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, err
 	}
 
+	// A kind the cluster began to serve during this reconcile can be
+	// applied (the applier found it served) before its watch started
+	// (catchUp, above, did not yet): without the watch, nothing would tell
+	// the CR that its child changed.
+	unwatched, err := r.Children.catchUp(gvksOf(g.toApply))
+	if err != nil {
+		st.failing(ReasonApplyFailed, err.Error())
+		return ctrl.Result{}, err
+	}
+
 	healths, lives, err := r.Applier.Health(ctx, rendered.Objects)
 	if err != nil {
 		st.failing(ReasonHealthCheckFailed, err.Error())
@@ -308,8 +318,16 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 	}
 	st.projected = projected
 	st.health(g.waits, healths)
+	if len(unwatched) > 0 {
+		// Applied, and still not watched: look again soon, not never.
+		return ctrl.Result{RequeueAfter: unwatchedRetry}, nil
+	}
 	return ctrl.Result{}, nil
 }
+
+// unwatchedRetry is how soon a CR whose applied child is of a kind not
+// watched yet is reconciled again, to watch it.
+const unwatchedRetry = 5 * time.Second
 
 // renderFailed records a render that failed: retrying cannot fix a spec
 // or template error, a new generation will. Nothing is applied or pruned

@@ -52,8 +52,9 @@ func (w *childWatches) kinds() []schema.GroupVersionKind {
 // catchUp watches those of gvks that are not watched yet: kinds not served
 // before and served now, and kinds a reloaded template added. It asks the
 // cluster only about kinds a render produced: a kind that is never served
-// costs nothing while no CR uses it.
-func (w *childWatches) catchUp(gvks []schema.GroupVersionKind) error {
+// costs nothing while no CR uses it. It returns the kinds it could not
+// watch because the cluster does not serve them, as far as it knows.
+func (w *childWatches) catchUp(gvks []schema.GroupVersionKind) (unwatched []schema.GroupVersionKind, err error) {
 	for _, gvk := range gvks {
 		w.mu.Lock()
 		watched := slices.Contains(w.watched, gvk)
@@ -61,9 +62,12 @@ func (w *childWatches) catchUp(gvks []schema.GroupVersionKind) error {
 		if watched {
 			continue
 		}
-		if err := w.add(gvk); err != nil && !meta.IsNoMatchError(err) {
-			return err
+		if err := w.add(gvk); err != nil {
+			if !meta.IsNoMatchError(err) {
+				return nil, err
+			}
+			unwatched = append(unwatched, gvk)
 		}
 	}
-	return nil
+	return unwatched, nil
 }
