@@ -311,6 +311,10 @@ func restartAPIServer(t *testing.T, flags map[string]string) {
 // beyond the Lease's and a few per reconcile, is a hot loop.
 func (fl *fleet) quiet(t *testing.T) {
 	t.Helper()
+	// A converged Widget may still be rolling out its Deployment: each pod
+	// that becomes ready is news its CR hears, however fast it reconciles.
+	// The fleet is at rest once every rollout is done.
+	fl.waitRolledOut(t)
 	leader, _ := fl.leader(t)
 	requestsBefore := fl.sum(t, "rest_client_requests_total", nil)
 	logsBefore := len(leader.reconcileLogs(t))
@@ -340,6 +344,39 @@ func (fl *fleet) quiet(t *testing.T) {
 		t.Errorf("%.0f requests in %s of quiet, over the Lease's %.0f and 5 for each of %d reconciles: a hot loop", requests, quietPeriod, lease, total)
 	}
 	t.Logf("figures: quiet %s: %.0f requests, %d reconciles of %d CRs", quietPeriod, requests, total, len(reconciles))
+}
+
+// waitRolledOut waits until every Deployment of the fleet has all its
+// replicas updated and available at its current generation.
+func (fl *fleet) waitRolledOut(t *testing.T) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "every Deployment of the fleet rolled out", func() error {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("apps/v1")
+		list.SetKind("DeploymentList")
+		if err := fl.f.api.List(context.Background(), list, client.InNamespace(fl.f.ns)); err != nil {
+			return err
+		}
+		var rolling []string
+		for _, d := range list.Items {
+			field := func(path ...string) int64 {
+				v, _, _ := unstructured.NestedInt64(d.Object, path...)
+				return v
+			}
+			replicas, found, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+			if !found {
+				replicas = 1
+			}
+			if field("status", "observedGeneration") < d.GetGeneration() || field("status", "updatedReplicas") != replicas ||
+				field("status", "availableReplicas") != replicas || field("status", "replicas") != replicas {
+				rolling = append(rolling, d.GetName())
+			}
+		}
+		if len(rolling) > 0 {
+			return fmt.Errorf("%d rolling out, e.g. %v", len(rolling), rolling[:min(5, len(rolling))])
+		}
+		return nil
+	})
 }
 
 // childTraffic counts the API server's lists (a plain LIST, or a watch that
