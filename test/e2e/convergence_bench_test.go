@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/cuerator/cuerator/child"
 	"github.com/cuerator/cuerator/crdgen"
 	"github.com/cuerator/cuerator/render"
 	"github.com/cuerator/cuerator/schemas"
@@ -85,11 +86,6 @@ func BenchmarkConvergence(b *testing.B) {
 	if err := installTypedWebAppCRD(kind); err != nil {
 		b.Fatal(err)
 	}
-	// Started once, like the cuerator operator that runs all along: each
-	// operator's informers see the other's objects, and neither starts cold.
-	if err := startTypedWebAppOperator(b); err != nil {
-		b.Fatal(err)
-	}
 	// Readiness is read, and CRs are created, without counting requests.
 	uncounted, err := convergenceClient(b)
 	if err != nil {
@@ -108,6 +104,17 @@ func BenchmarkConvergence(b *testing.B) {
 					return convergeWebApps(b, uncounted, convergenceWebAppGVK, ns, n, "webapp.apps.example.com", true)
 				}},
 				{"typed", func(b *testing.B, ns string) convergenceResult {
+					// Running during its own run alone: its informers watch
+					// every Deployment, Service and Ingress of the cluster,
+					// and would decode cuerator's and the ceiling's children
+					// while those are timed (cuerator's watch only objects
+					// with its owner labels). Started, its caches synced,
+					// before the clock.
+					stop, err := startTypedWebAppOperator()
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer stop(b)
 					return convergeWebApps(b, uncounted, typedGVK, ns, n, "webapp", false)
 				}},
 				{"ceiling", func(b *testing.B, ns string) convergenceResult {
@@ -178,48 +185,51 @@ func installTypedWebAppCRD(kind *render.Kind) error {
 }
 
 // startTypedWebAppOperator runs the typed operator in its own manager, with
-// the cuerator operator's concurrency and client limits, until the
-// benchmark ends.
-func startTypedWebAppOperator(b *testing.B) error {
+// the cuerator operator's concurrency and client limits, until stop is
+// called.
+func startTypedWebAppOperator() (stop func(testing.TB), err error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	if err := typedwebapp.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	mgr, err := ctrl.NewManager(countRequests(testCluster.Config), ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		// -count 2 registers the controller again in this process.
+		// Each run registers the controller again in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
-		return fmt.Errorf("typed operator: %w", err)
+		return nil, fmt.Errorf("typed operator: %w", err)
 	}
 	r := &typedwebapp.Reconciler{Client: mgr.GetClient(), Scheme: scheme}
 	if err := r.SetupWithManager(mgr, convergenceWorkers); err != nil {
-		return fmt.Errorf("typed operator: %w", err)
+		return nil, fmt.Errorf("typed operator: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	b.Cleanup(func() {
+	stop = func(t testing.TB) {
 		cancel()
 		if err := <-done; err != nil {
-			b.Errorf("typed operator: %v", err)
+			t.Errorf("typed operator: %v", err)
 		}
-	})
+	}
 	select {
 	case <-mgr.Elected():
 	case err := <-done:
-		return fmt.Errorf("typed operator: %w", err)
+		cancel()
+		return nil, fmt.Errorf("typed operator: %w", err)
 	}
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("typed operator: caches did not sync")
+		cancel()
+		<-done
+		return nil, fmt.Errorf("typed operator: caches did not sync")
 	}
-	return nil
+	return stop, nil
 }
 
 // createConvergenceNamespace creates ns and deletes it when the approach's
@@ -262,43 +272,57 @@ type convergenceResult struct {
 	// reconciles and renders are the operator's, from this process's
 	// metrics; renders only for cuerator.
 	reconciles, renders float64
-	// cpu is the CPU time spent while it was timed, by whom: the API
-	// server, etcd, and this process with its render workers (the operator
-	// under test, the workers that create and the poll that watches).
+	// cpu is the CPU time spent while it was timed, by whom (busyCPU).
 	cpu map[string]time.Duration
 }
 
 // busyCPU reads the CPU time (user and system) spent so far by the API
-// server, etcd and this process with its children; one it cannot read is
-// left out.
+// server, etcd, the cluster's other components (controller-manager,
+// scheduler, kwok), this process (the operators in it, the bench's own
+// workers and watches) and its render workers; one it cannot read is left
+// out. The cluster's processes are this process's children when it
+// started the cluster: each is counted under its own name only.
 func busyCPU() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	pids := testCluster.PIDs()
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if pid, ok := pids[name]; ok {
-			if d, _, ok := processCPU(pid); ok {
-				out[name] = d
-			}
+	cluster := map[int]bool{}
+	for name, pid := range testCluster.PIDs() {
+		cluster[pid] = true
+		d, _, ok := processCPU(pid)
+		if !ok {
+			continue
+		}
+		switch name {
+		case "kube-apiserver", "etcd":
+			out[name] = d
+		default:
+			out["cluster-others"] += d
 		}
 	}
-	// This process, and its live children (render workers): a child's
-	// time reaches its parent's counters only when it is waited for.
 	self := os.Getpid()
-	d, _, ok := processCPU(self)
-	if !ok {
+	if d, _, ok := processCPU(self); ok {
+		out["bench-process"] = d
+	}
+	// Render workers are this process's children that run its executable;
+	// a child's time reaches its parent's counters only once it is waited
+	// for, so live ones are read one by one.
+	exe, err := os.Executable()
+	if err != nil {
 		return out
 	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil || pid == self || cluster[pid] {
 			continue
 		}
-		if cd, ppid, ok := processCPU(pid); ok && ppid == self {
-			d += cd
+		cd, ppid, ok := processCPU(pid)
+		if !ok || ppid != self {
+			continue
+		}
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && target == exe {
+			out["render-workers"] += cd
 		}
 	}
-	out["bench-process"] = d
 	return out
 }
 
@@ -459,7 +483,7 @@ func convergeWebApps(b *testing.B, api client.Client, gvk schema.GroupVersionKin
 	}, func() (bool, string, error) {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+		if err := api.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return false, "", err
 		}
 		readyCRs := 0
@@ -520,7 +544,7 @@ func convergenceChildrenExist(ctx context.Context, api client.Client, ns string,
 	} {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk)
-		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+		if err := api.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return false, "", err
 		}
 		all = all && len(list.Items) == n
@@ -546,6 +570,13 @@ func convergeCeiling(b *testing.B, api client.Client, kind *render.Kind, ns stri
 		}
 		for _, obj := range rendered.Objects {
 			obj.SetOwnerReferences(nil)
+			// Without cuerator's owner labels, which would bring them into
+			// the in-process operator's watches while the ceiling is timed.
+			labels := obj.GetLabels()
+			for _, l := range []string{child.LabelManagedBy, child.LabelOwnerName, child.LabelOwnerKind} {
+				delete(labels, l)
+			}
+			obj.SetLabels(labels)
 		}
 		children[i] = rendered.Objects
 	}
@@ -574,7 +605,7 @@ func convergeCeiling(b *testing.B, api client.Client, kind *render.Kind, ns stri
 	applied := time.Since(start)
 	_, ready := waitConvergence(b, start, n, nil, func() (bool, string, error) {
 		list := &appsv1.DeploymentList{}
-		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+		if err := api.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return false, "", err
 		}
 		available := 0
