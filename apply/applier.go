@@ -55,7 +55,6 @@ func NewApplier(children client.Client, api client.Reader) *Applier {
 		children:  children,
 		api:       api,
 		recreator: ssa.NewResourceManager(uidGuarded{Client: children, api: api}, nil, ssa.Owner{Field: child.FieldManager, Group: "cuerator.dev"}),
-		memory:    memory{records: map[recordKey]record{}},
 	}
 }
 
@@ -137,6 +136,19 @@ type Result struct {
 	// Orphans is set when a child's policy is Orphan (the template's, or a
 	// user's on the live child): deleting the CR must release it.
 	Orphans bool
+	// Lives are the children as this apply last read or wrote them, by
+	// inventory ID: the cache's object when it was left as it was, the
+	// API server's response when it was written. Their health is read
+	// from them (HealthOf), with no read of the cache again.
+	Lives map[string]*unstructured.Unstructured
+}
+
+// saw records live as child id's live state.
+func (r *Result) saw(id string, live *unstructured.Unstructured) {
+	if r.Lives == nil {
+		r.Lives = map[string]*unstructured.Unstructured{}
+	}
+	r.Lives[id] = live
 }
 
 // Err joins the failures.

@@ -29,6 +29,9 @@ func (a *Applier) Apply(ctx context.Context, req Request) *Result {
 		res.Changes = append(res.Changes, out.res.Changes...)
 		res.Drifts = append(res.Drifts, out.res.Drifts...)
 		res.Orphans = res.Orphans || out.res.Orphans
+		for id, live := range out.res.Lives {
+			res.saw(id, live)
+		}
 		switch {
 		case out.err != nil:
 			res.Failed = append(res.Failed, &ChildError{Object: child.Describe(out.obj), Err: out.err})
@@ -138,6 +141,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 					return entry, nil, err
 				}
 			}
+			res.saw(entry.ID, stored)
 			return a.remember(req.Owner, entry, created, stored)
 		}
 		if !apierrors.IsConflict(err) {
@@ -158,10 +162,12 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	obj = Desired(obj, live, rules)
 	gk := obj.GroupVersionKind().GroupKind()
 	res.Orphans = child.PolicyOf(obj, gk) == child.PruneOrphan || child.PolicyOf(live, gk) == child.PruneOrphan
-	switch Decide(obj, live, req.Owner) {
-	case StepRefuse:
+	step := Decide(obj, live, req.Owner)
+	if step == StepRefuse {
 		return entry, &Conflict{Object: child.Describe(obj), Owner: a.describeOwner(ctx, live)}, nil
-	case StepKeep:
+	}
+	res.saw(entry.ID, live)
+	if step == StepKeep {
 		// Never written again, but for the reference it was created with
 		// (ownedUntilRecorded) when its policy keeps it without one.
 		if len(obj.GetOwnerReferences()) == 0 && ownedBy(live, req.Owner) && len(live.GetOwnerReferences()) > 0 {
@@ -235,6 +241,7 @@ func (a *Applier) applyChild(ctx context.Context, req Request, obj *unstructured
 	if action != "" {
 		res.Changes = append(res.Changes, Change{Object: child.Describe(obj), Action: action})
 	}
+	res.saw(entry.ID, stored)
 	return a.remember(req.Owner, entry, compared, stored)
 }
 
@@ -279,7 +286,10 @@ func (a *Applier) cached(ctx context.Context, obj *unstructured.Unstructured) (*
 // conversion, for the check every resync makes of every child.
 func (a *Applier) cachedVersion(ctx context.Context, obj *unstructured.Unstructured) (string, error) {
 	live := CachedObject(a.children.Scheme(), obj.GroupVersionKind())
-	switch err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) }); {
+	// Its version alone is read: no copy of the cache's object.
+	switch err := a.fromCache(ctx, func(ctx context.Context) error {
+		return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live, client.UnsafeDisableDeepCopy)
+	}); {
 	case apierrors.IsNotFound(err):
 		return "", nil
 	case err != nil:

@@ -84,7 +84,9 @@ func (r typedReads) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 	if _, untyped := cached.(*unstructured.Unstructured); untyped {
 		return r.Reader.Get(ctx, key, obj, opts...)
 	}
-	if err := r.Reader.Get(ctx, key, cached, opts...); err != nil {
+	// Not a copy of the cache's object: the conversion builds the copy,
+	// and reads the cached one only.
+	if err := r.Reader.Get(ctx, key, cached, append(opts[:len(opts):len(opts)], client.UnsafeDisableDeepCopy)...); err != nil {
 		return err
 	}
 	return toUnstructured(cached, gvk, u)
@@ -107,7 +109,7 @@ func (r typedReads) List(ctx context.Context, list client.ObjectList, opts ...cl
 	if !ok {
 		return r.Reader.List(ctx, list, opts...)
 	}
-	if err := r.Reader.List(ctx, typed, opts...); err != nil {
+	if err := r.Reader.List(ctx, typed, append(opts[:len(opts):len(opts)], client.UnsafeDisableDeepCopy)...); err != nil {
 		return err
 	}
 	items, err := meta.ExtractList(typed)

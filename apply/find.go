@@ -39,7 +39,8 @@ func (a *Applier) labelled(ctx context.Context, req Request) (child.Inventory, e
 		// Their names alone: read in the form the cache holds them, not
 		// converted.
 		list := cachedList(a.children.Scheme(), gvk)
-		opts := []client.ListOption{client.MatchingFields{OwnerIndex: key}}
+		// Read, never changed: no copy of the cache's objects.
+		opts := []client.ListOption{client.MatchingFields{OwnerIndex: key}, client.UnsafeDisableDeepCopy}
 		if req.Owner.Namespace != "" {
 			opts = append(opts, client.InNamespace(req.Owner.Namespace))
 		}

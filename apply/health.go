@@ -24,17 +24,22 @@ type Health struct {
 // Healthy reports whether the child is Current.
 func (h Health) Healthy() bool { return h.Status == status.CurrentStatus }
 
-// Health computes each child's kstatus from the informer cache, and returns
-// the live objects for the template's status projection. A child that is
-// not there (yet) is NotFound.
-func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured) ([]Health, []*unstructured.Unstructured, error) {
+// Health computes each child's kstatus, and returns the live objects for
+// the template's status projection: from known (an apply's Lives) where it
+// holds the child, else from the informer cache. A child that is not
+// there (yet) is NotFound.
+func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured, known map[string]*unstructured.Unstructured) ([]Health, []*unstructured.Unstructured, error) {
 	healths := make([]Health, 0, len(objs))
 	lives := make([]*unstructured.Unstructured, 0, len(objs))
 	for _, obj := range objs {
-		live := &unstructured.Unstructured{}
-		live.SetGroupVersionKind(obj.GroupVersionKind())
 		h := Health{Object: child.Describe(obj)}
-		err := a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) })
+		var err error
+		live := known[child.EntryOf(obj).ID]
+		if live == nil {
+			live = &unstructured.Unstructured{}
+			live.SetGroupVersionKind(obj.GroupVersionKind())
+			err = a.fromCache(ctx, func(ctx context.Context) error { return a.children.Get(ctx, client.ObjectKeyFromObject(obj), live) })
+		}
 		switch {
 		case meta.IsNoMatchError(err):
 			h.Status, h.Message = status.UnknownStatus, "kind not served by the cluster"

@@ -30,47 +30,61 @@ type record struct {
 
 type recordKey struct {
 	owner types.NamespacedName
+	childKey
+}
+
+// childKey is one child of an owner.
+type childKey struct {
 	uid   types.UID // a CR deleted and created again starts afresh
 	child string
 }
 
-// memory holds the records of every child this process applied or checked.
+// memory holds the records of every child this process applied or checked,
+// by owner: forgetting a deleted CR's is one delete, not a scan of every
+// child's.
 type memory struct {
 	mu      sync.Mutex
-	records map[recordKey]record
+	records map[types.NamespacedName]map[childKey]record
 }
 
 func keyOf(owner child.Owner, id string) recordKey {
-	return recordKey{owner: owner.Key(), uid: owner.UID, child: id}
+	return recordKey{owner: owner.Key(), childKey: childKey{uid: owner.UID, child: id}}
 }
 
 func (m *memory) get(k recordKey) (record, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, ok := m.records[k]
+	r, ok := m.records[k.owner][k.childKey]
 	return r, ok
 }
 
 func (m *memory) put(k recordKey, r record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.records[k] = r
+	if m.records == nil {
+		m.records = map[types.NamespacedName]map[childKey]record{}
+	}
+	children := m.records[k.owner]
+	if children == nil {
+		children = map[childKey]record{}
+		m.records[k.owner] = children
+	}
+	children[k.childKey] = r
 }
 
 func (m *memory) drop(k recordKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.records, k)
+	delete(m.records[k.owner], k.childKey)
+	if len(m.records[k.owner]) == 0 {
+		delete(m.records, k.owner)
+	}
 }
 
 func (m *memory) forget(owner types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k := range m.records {
-		if k.owner == owner {
-			delete(m.records, k)
-		}
-	}
+	delete(m.records, owner)
 }
 
 // digest is the hex form of the first 8 bytes of a SHA-256: enough to tell

@@ -35,7 +35,7 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 	if len(rendered.Graph) == 0 {
 		return gated{toApply: rendered.Objects}, nil
 	}
-	_, lives, err := r.Applier.Health(ctx, rendered.Objects)
+	_, lives, err := r.Applier.Health(ctx, rendered.Objects, nil)
 	if err != nil {
 		return gated{}, err
 	}
@@ -44,7 +44,7 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 		return gated{}, err
 	}
 	// Observe may render more children: judge them all, as they are live.
-	healths, _, err := r.Applier.Health(ctx, rendered.Objects)
+	healths, _, err := r.Applier.Health(ctx, rendered.Objects, nil)
 	if err != nil {
 		return gated{}, err
 	}

@@ -292,7 +292,7 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, err
 	}
 
-	healths, lives, err := r.Applier.Health(ctx, rendered.Objects)
+	healths, lives, err := r.Applier.Health(ctx, rendered.Objects, res.Lives)
 	if err != nil {
 		st.failing(ReasonHealthCheckFailed, err.Error())
 		return ctrl.Result{}, err
