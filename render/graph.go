@@ -154,6 +154,7 @@ func findCycle(nodes map[string]Node) []string {
 func (r *Rendered) Observe(obs Observed) error {
 	obs = r.withInputs(obs)
 	r.inputs = obs.Inputs
+	obs = r.kind.observed.trim(obs)
 	return r.evaluate(&obs)
 }
 

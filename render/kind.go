@@ -48,6 +48,8 @@ type Kind struct {
 	keepsDigests bool
 	// keepsReconciler is set when #Status can name the process that wrote it.
 	keepsReconciler bool
+	// observed is what the template reads of its observed children.
+	observed *observedUse
 	// roleRules are the rules of the template's Roles (grants.go).
 	roleRules []rbacv1.PolicyRule
 	// env is how the kind renders: its library's budget and evaluator.

@@ -111,6 +111,7 @@ func Load(fsys fs.FS, opts ...Option) (*Library, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kind %s: %w", d, err)
 		}
+		k.observed = observedUseOf(insts[2*i])
 		if err := checkStatus(api); err != nil {
 			return nil, fmt.Errorf("kind %s: %w", d, err)
 		}

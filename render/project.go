@@ -46,10 +46,10 @@ type ObservedPod struct {
 // the render's time budget. It returns nil when the template projects no
 // status.
 func (r *Rendered) Status(obs Observed) (map[string]any, error) {
-	obs = r.withInputs(obs).normalized()
 	if r.kind == nil {
 		return nil, fmt.Errorf("status projection: not a render's outcome")
 	}
+	obs = r.kind.observed.trim(r.withInputs(obs).normalized())
 	env := r.kind.environment()
 	key, memo := keyOf(r.kind.Dir, "status", r.input, obs)
 	if memo {

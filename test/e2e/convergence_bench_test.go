@@ -302,9 +302,13 @@ func busyCPU() map[string]time.Duration {
 	if d, _, ok := processCPU(self); ok {
 		out["bench-process"] = d
 	}
-	// Render workers are this process's children that run its executable;
-	// a child's time reaches its parent's counters only once it is waited
-	// for, so live ones are read one by one.
+	// Render workers are this process's children that run its executable.
+	// An exited one's time is in this process's counters of children
+	// waited for (as is kubectl's, which runs before and after the clock,
+	// never during it); a live one's is read from it.
+	if d, ok := reapedCPU(self); ok {
+		out["render-workers"] = d
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return out
@@ -349,12 +353,31 @@ func processCPU(pid int) (cpu time.Duration, ppid int, ok bool) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, ppid, true
 }
 
+// reapedCPU reads the CPU time of a process's children that exited and
+// were waited for (cutime and cstime, the 14th and 15th fields after the
+// command).
+func reapedCPU(pid int) (time.Duration, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	_, after, found := strings.Cut(string(raw), ") ")
+	fields := strings.Fields(after)
+	if !found || len(fields) < 15 {
+		return 0, false
+	}
+	cutime, err1 := strconv.ParseInt(fields[13], 10, 64)
+	cstime, err2 := strconv.ParseInt(fields[14], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(cutime+cstime) * 10 * time.Millisecond, true
+}
+
 func cpuSince(before map[string]time.Duration) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, now := range busyCPU() {
-		if was, ok := before[name]; ok {
-			out[name] = now - was
-		}
+		out[name] = now - before[name] // a process that was not there had spent none
 	}
 	return out
 }
