@@ -59,11 +59,12 @@ func (p *inProcess) render(k *Kind, input map[string]any, random string, observe
 }
 
 func (p *inProcess) status(r *Rendered, obs Observed) (map[string]any, error) {
-	filled := r.filled
-	if !filled.Exists() {
-		filled = r.kind.fill(r.input, r.random)
-	}
-	v, err := p.run(func() (any, error) { return projectStatus(filled, obs) })
+	v, err := p.run(func() (any, error) {
+		if r.filled.Exists() {
+			return projectStatus(r.filled, obs)
+		}
+		return statusOf(r.kind.fillWith(r.input, r.random, obs))
+	})
 	if berr := (*BudgetError)(nil); errors.As(err, &berr) {
 		return nil, fmt.Errorf("status projection: %w", err)
 	}

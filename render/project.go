@@ -67,7 +67,13 @@ func (r *Rendered) Status(obs Observed) (map[string]any, error) {
 // projectStatus evaluates the status of a filled template with observed
 // (an Observed, or the same as a map).
 func projectStatus(filled cue.Value, observed any) (map[string]any, error) {
-	v := filled.FillPath(pathObserved, observed).LookupPath(pathStatus)
+	return statusOf(filled.FillPath(pathObserved, observed))
+}
+
+// statusOf evaluates the status of a template filled with the CR and what
+// was observed.
+func statusOf(withObserved cue.Value) (map[string]any, error) {
+	v := withObserved.LookupPath(pathStatus)
 	if !v.Exists() {
 		return nil, nil
 	}

@@ -189,15 +189,25 @@ func inputOf(cr *unstructured.Unstructured) (map[string]any, error) {
 
 // fill fills the template with a CR's input and random text.
 func (k *Kind) fill(input map[string]any, random string) cue.Value {
+	return k.fillWith(input, random, nil)
+}
+
+// fillWith is fill with observed as well, unless it is nil. Everything is
+// filled in one unification: each FillPath evaluates the whole template
+// anew, so one per field would evaluate it two or three times.
+func (k *Kind) fillWith(input map[string]any, random string, observed any) cue.Value {
 	// Fill a Go value rather than compiling CR bytes: the template's context
 	// then does not grow with every render.
-	filled := k.template.FillPath(pathCR, input)
+	fields := map[string]any{pathCR.String(): input}
 	if k.usesRandom {
 		// A fresh secret each render (130 bits); a create-only child keeps
 		// the first one.
-		filled = filled.FillPath(pathRandom, random)
+		fields[pathRandom.String()] = random
 	}
-	return filled
+	if observed != nil {
+		fields[pathObserved.String()] = observed
+	}
+	return k.template.FillPath(cue.MakePath(), fields)
 }
 
 // evaluate fills the template and decodes its children, within the
@@ -205,7 +215,11 @@ func (k *Kind) fill(input map[string]any, random string) cue.Value {
 // kinds' built-in schemas if the library does. It is the work a worker
 // process does, and what an in-process render runs under its deadline.
 func (k *Kind) evaluate(input map[string]any, random string, observed *Observed, b Budget) (*evaluation, error) {
-	filled := k.fill(input, random)
+	var seen any
+	if observed != nil {
+		seen = observed.normalized()
+	}
+	filled := k.fillWith(input, random, seen)
 
 	// The input first: one bad field is then reported once, by its CR path,
 	// not once for every place of the template that uses it.
@@ -213,7 +227,11 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		return nil, Diagnose(err)
 	}
 	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
-	out := &evaluation{filled: filled}
+	out := &evaluation{}
+	if observed == nil {
+		// What a status projection fills with the observed children.
+		out.filled = filled
+	}
 	var err error
 	if out.inputs, err = k.readInputs(filled, namespace); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: err}
@@ -222,11 +240,7 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		out.pendingInputs = true
 		return out, nil
 	}
-	withObserved := filled
-	if observed != nil {
-		withObserved = filled.FillPath(pathObserved, observed.normalized())
-	}
-	objects := withObserved.LookupPath(pathObjects)
+	objects := filled.LookupPath(pathObjects)
 	if err := objects.Validate(); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: Diagnose(err)}
 	}
@@ -246,7 +260,7 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		keys = append(keys, key)
 		values[key] = iter.Value()
 	}
-	if out.graph, err = readGraph(withObserved, keys); err != nil {
+	if out.graph, err = readGraph(filled, keys); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: err}
 	}
 	if v := filled.LookupPath(pathDeleteInOrder); v.Exists() {
@@ -291,7 +305,7 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 		return nil, &TemplateError{Dir: k.Dir, Err: &ValidationError{Errs: issues}}
 	}
 	if observed != nil {
-		out.readiness = judge(withObserved, out.graph)
+		out.readiness = judge(filled, out.graph)
 	}
 
 	if sel := filled.LookupPath(pathObserve); sel.Exists() {
