@@ -139,7 +139,7 @@ type Result struct {
 	// Lives are the children as this apply last read or wrote them, by
 	// inventory ID: the cache's object when it was left as it was, the
 	// API server's response when it was written. Their health is read
-	// from them (HealthOf), with no read of the cache again.
+	// from them (Health), with no read of the cache again.
 	Lives map[string]*unstructured.Unstructured
 }
 

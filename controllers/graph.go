@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -150,16 +151,22 @@ func judged(rendered *render.Rendered, healths []apply.Health) []apply.Health {
 
 // observedChildren is what the template may read of its live children:
 // each one's metadata, spec and status by its key. A child not there yet
-// is absent, so that what reads it waits.
+// is absent, so that what reads it waits. The objects are shared with
+// lives, not copied (an evaluation only reads them), but for the metadata
+// that leaves managedFields out.
 func observedChildren(rendered *render.Rendered, lives []*unstructured.Unstructured) map[string]any {
 	out := map[string]any{}
 	for i, live := range lives {
 		if live == nil || live.GetResourceVersion() == "" {
 			continue
 		}
-		obj := live.DeepCopy()
-		unstructured.RemoveNestedField(obj.Object, "metadata", "managedFields")
-		out[rendered.Keys[i]] = obj.Object
+		obj := maps.Clone(live.Object)
+		if md, ok := obj["metadata"].(map[string]any); ok {
+			md = maps.Clone(md)
+			delete(md, "managedFields")
+			obj["metadata"] = md
+		}
+		out[rendered.Keys[i]] = obj
 	}
 	return out
 }

@@ -215,11 +215,11 @@ func (k *Kind) fillWith(input map[string]any, random string, observed any) cue.V
 // kinds' built-in schemas if the library does. It is the work a worker
 // process does, and what an in-process render runs under its deadline.
 func (k *Kind) evaluate(input map[string]any, random string, observed *Observed, b Budget) (*evaluation, error) {
-	var seen any
+	var obs any // nil, not a nil *Observed, when nothing was observed
 	if observed != nil {
-		seen = observed.normalized()
+		obs = observed.normalized()
 	}
-	filled := k.fillWith(input, random, seen)
+	filled := k.fillWith(input, random, obs)
 
 	// The input first: one bad field is then reported once, by its CR path,
 	// not once for every place of the template that uses it.
