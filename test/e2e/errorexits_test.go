@@ -17,8 +17,9 @@ import (
 	"github.com/cuerator/cuerator/controllers"
 )
 
-// A kind whose template has a ConfigMap child and projects the names of the
-// pods it selects into status.
+// A kind whose template has two ConfigMap children, the second held back
+// while the CR is annotated hold=true, and projects the names of the pods
+// it selects into status.
 const probeAPI = `package api
 
 #CRD: {group: "exits.test.cuerator.dev", version: "v1", kind: "Probe", plural: "probes", singular: "probe", scope: "Namespaced"}
@@ -33,6 +34,11 @@ import "test.cuerator.dev/exits/probe/api"
 childKinds: [{apiVersion: "v1", kind: "ConfigMap"}]
 cr: {metadata: {name: string, namespace: string, ...}, spec: api.#Spec}
 objects: config: {apiVersion: "v1", kind: "ConfigMap", metadata: name: cr.metadata.name}
+objects: later: {apiVersion: "v1", kind: "ConfigMap", metadata: name: cr.metadata.name + "-later"}
+graph: {
+	later: dependsOn: ["config"]
+	config: {ready: (*cr.metadata.annotations.hold | "") != "true", reason: "held by the test"}
+}
 observed: pods: [...{name: string}]
 observe: pods: matchLabels: probe: cr.metadata.name
 status: pods: [for p in observed.pods {p.name}]
@@ -40,9 +46,10 @@ status: pods: [for p in observed.pods {p.name}]
 
 // Every way a reconcile can end leaves a status that says how it ended,
 // including the exits after the children were applied: a failure to read
-// their health, and a failure to list the pods the template observes. The
-// faults are injected into the operator's client; everything else is the
-// real API server.
+// the health of a child held back (those applied come back from the apply
+// as it read or wrote them, and are not read again), and a failure to list
+// the pods the template observes. The faults are injected into the
+// operator's client; everything else is the real API server.
 func TestEveryErrorExitWritesStatus(t *testing.T) {
 	lib := installKind(t, "module: \"test.cuerator.dev/exits@v0\"\nlanguage: version: \"v0.17.0\"\n", "probe", probeAPI, probeTemplate)
 
@@ -56,7 +63,8 @@ func TestEveryErrorExitWritesStatus(t *testing.T) {
 		}
 		return interceptor.NewClient(c, interceptor.Funcs{
 			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-				if failHealth.Load() && calledFrom("apply.(*Applier).Health") {
+				// The health read after the apply, not the graph's before it.
+				if failHealth.Load() && calledFrom("apply.(*Applier).Health") && !calledFrom("controllers.(*Reconciler).gate") {
 					return fmt.Errorf("read health: %w", injected)
 				}
 				return c.Get(ctx, key, obj, opts...)
@@ -76,8 +84,8 @@ func TestEveryErrorExitWritesStatus(t *testing.T) {
 	t.Cleanup(func() { _ = op.stop() })
 
 	ns := namespace(t, "error-exits")
-	probe := func(generation int) {
-		kubectlIn(t, fmt.Sprintf("apiVersion: exits.test.cuerator.dev/v1\nkind: Probe\nmetadata: {name: p, namespace: %s, annotations: {round: %q}}\nspec: {}\n", ns, fmt.Sprint(generation)), "apply", "-f", "-")
+	probe := func(generation int, hold bool) {
+		kubectlIn(t, fmt.Sprintf("apiVersion: exits.test.cuerator.dev/v1\nkind: Probe\nmetadata: {name: p, namespace: %s, annotations: {round: %q, hold: %q}}\nspec: {}\n", ns, fmt.Sprint(generation), fmt.Sprint(hold)), "apply", "-f", "-")
 	}
 	wantReady := func(want string) {
 		t.Helper()
@@ -92,14 +100,15 @@ func TestEveryErrorExitWritesStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		fault  *atomic.Bool
+		hold   bool // a child held back, whose health is read from the cache
 		reason string
 	}{
-		{"health read fails", &failHealth, controllers.ReasonHealthCheckFailed},
-		{"pod list fails", &failPods, controllers.ReasonObserveFailed},
+		{"health read fails", &failHealth, true, controllers.ReasonHealthCheckFailed},
+		{"pod list fails", &failPods, false, controllers.ReasonObserveFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fault.Store(true)
-			probe(int(time.Now().UnixNano()))
+			probe(int(time.Now().UnixNano()), tc.hold)
 			wantReady("False/" + tc.reason + ": ")
 			if got := condition(t, ns, "probe/p", "Ready"); !strings.Contains(got, injected.Error()) {
 				t.Errorf("Ready %q does not say what failed", got)
@@ -108,6 +117,7 @@ func TestEveryErrorExitWritesStatus(t *testing.T) {
 				t.Errorf("Reconciling %q, want True/%s: the operator retries", got, tc.reason)
 			}
 			tc.fault.Store(false)
+			probe(int(time.Now().UnixNano()), false)
 			wantReady("True/" + controllers.ReasonSucceeded)
 		})
 	}
