@@ -73,17 +73,17 @@ func (u *observedUse) file(f *ast.File, top bool) {
 // declared records what the observed declaration v constrains of the
 // children: observed: children: <key or pattern>: <field>: ...
 func (u *observedUse) declared(v ast.Expr) {
-	for _, children := range fieldsOf(u, v) {
+	for _, children := range u.fieldsOf(v) {
 		if labelName(children.Label) != "children" {
 			continue // pods, inputs: not children
 		}
-		for _, perKey := range fieldsOf(u, children.Value) {
+		for _, perKey := range u.fieldsOf(children.Value) {
 			key, ok := childKeyOf(perKey.Label)
 			if !ok {
 				u.all = true
 				return
 			}
-			for _, field := range fieldsOf(u, perKey.Value) {
+			for _, field := range u.fieldsOf(perKey.Value) {
 				name := labelName(field.Label)
 				if name == "" {
 					u.wholeKey(key)
@@ -98,7 +98,7 @@ func (u *observedUse) declared(v ast.Expr) {
 // fieldsOf lists the fields of the struct v; anything but a struct of
 // plain fields (or top, which constrains nothing) makes u read
 // everything.
-func fieldsOf(u *observedUse, v ast.Expr) []*ast.Field {
+func (u *observedUse) fieldsOf(v ast.Expr) []*ast.Field {
 	switch v := v.(type) {
 	case *ast.Ident:
 		if v.Name == "_" {
