@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,6 +59,9 @@ const (
 //
 // Run: go test ./test/e2e -run '^$' -bench OperatorMemory -benchtime 1x -timeout 90m
 // CUERATOR_BENCH_MEMORY_CRS is a comma list of N (default 1000);
+// CUERATOR_BENCH_MEMORY_PROFILES names a directory for the operator's heap
+// profiles, converged and after the resyncs, to tell what grew:
+// go tool pprof -base converged.heap resynced.heap;
 // CUERATOR_BENCH_MEMORY_SYNC_PERIOD overrides the compressed resync period
 // (default N×40ms, at least 30s: long enough for a full resync to finish).
 func BenchmarkOperatorMemory(b *testing.B) {
@@ -149,8 +154,14 @@ func memoryMeasure(b *testing.B, api client.Client, bin, templates string, n int
 			b.Logf("delete namespace %s: %v: %s", ns, err, out)
 		}
 	}()
+	profiles := os.Getenv("CUERATOR_BENCH_MEMORY_PROFILES")
+	pprofAddr := "0"
+	if profiles != "" {
+		pprofAddr = freeAddr(b)
+	}
 	op := startOperator(b, bin, fmt.Sprintf("memory-%d", n),
 		"--templates", templates, "--watch-namespace", ns,
+		"--pprof-bind-address", pprofAddr,
 		"--zap-log-level=info", // not a line per reconcile
 		"--sync-period", syncPeriod.String(),
 		// The first reconcile of a CR costs about 10 requests (a GET and a
@@ -184,6 +195,7 @@ func memoryMeasure(b *testing.B, api client.Client, bin, templates string, n int
 	if r.converged, err = memorySampleMemory(b, op); err != nil {
 		b.Fatal(err)
 	}
+	memoryHeapProfile(b, profiles, pprofAddr, fmt.Sprintf("%d-converged.heap", n))
 
 	window := time.Duration(float64(memoryResyncs) * memoryResyncJitter * float64(syncPeriod))
 	b.Logf("converged %d WebApps in %s: %s", n, r.convergeTime.Round(time.Second), r.converged)
@@ -205,8 +217,33 @@ func memoryMeasure(b *testing.B, api client.Client, bin, templates string, n int
 	if r.resynced, err = memorySampleMemory(b, op); err != nil {
 		b.Fatal(err)
 	}
+	memoryHeapProfile(b, profiles, pprofAddr, fmt.Sprintf("%d-resynced.heap", n))
 	b.Logf("after %d resyncs (%v reconciles): %s", memoryResyncs, r.reconciles.count, r.resynced)
 	return r
+}
+
+// memoryHeapProfile writes the operator's heap profile, taken after a GC,
+// into dir as name; with no dir it does nothing.
+func memoryHeapProfile(b testing.TB, dir, addr, name string) {
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatalf("heap profile: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("heap profile: %s", resp.Status)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatalf("heap profile: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	memoryProgress("heap profile written: %s", filepath.Join(dir, name))
 }
 
 // memoryProgress tells, as it happens, how a run that may take an hour
