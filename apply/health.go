@@ -25,9 +25,9 @@ type Health struct {
 func (h Health) Healthy() bool { return h.Status == status.CurrentStatus }
 
 // Health computes each child's kstatus, and returns the live objects for
-// the template's status projection: from known (an apply's Lives) where it
-// holds the child, else from the informer cache. A child that is not
-// there (yet) is NotFound.
+// the template's status projection: from known (an apply's Lives, or
+// children read a moment ago) where it holds the child, else from the
+// informer cache. A child that is not there (yet) is NotFound.
 func (a *Applier) Health(ctx context.Context, objs []*unstructured.Unstructured, known map[string]*unstructured.Unstructured) ([]Health, []*unstructured.Unstructured, error) {
 	healths := make([]Health, 0, len(objs))
 	lives := make([]*unstructured.Unstructured, 0, len(objs))

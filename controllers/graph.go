@@ -40,12 +40,19 @@ func (r *Reconciler) gate(ctx context.Context, rendered *render.Rendered) (gated
 	if err != nil {
 		return gated{}, err
 	}
+	found := make(map[string]*unstructured.Unstructured, len(lives))
+	for i, live := range lives {
+		if live.GetResourceVersion() != "" {
+			found[child.EntryOf(rendered.Objects[i]).ID] = live
+		}
+	}
 	readKeys := rendered.Keys // Observe replaces them
 	if err := rendered.Observe(render.Observed{Children: observedChildren(rendered, lives)}); err != nil {
 		return gated{}, err
 	}
-	// Observe may render more children: judge them all, as they are live.
-	healths, _, err := r.Applier.Health(ctx, rendered.Objects, nil)
+	// Observe may render more children: judge them all, as they are live,
+	// reading again only those not found above.
+	healths, _, err := r.Applier.Health(ctx, rendered.Objects, found)
 	if err != nil {
 		return gated{}, err
 	}
