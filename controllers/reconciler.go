@@ -135,9 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		version, err := r.writeStatus(writeCtx, cr, st)
 		if held := (*heldStatus)(nil); errors.As(err, &held) {
 			// Progress details wait their turn; the reconcile comes back then.
-			if result.RequeueAfter == 0 || held.wait < result.RequeueAfter {
-				result.RequeueAfter = held.wait
-			}
+			result.RequeueAfter = sooner(result.RequeueAfter, held.wait)
 			err = nil
 		}
 		retErr = errors.Join(retErr, err)
@@ -165,9 +163,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if c.hold {
 		defer func() {
 			// Look again soon: the other process may have stopped.
-			if result.RequeueAfter == 0 || r.ConflictRetry < result.RequeueAfter {
-				result.RequeueAfter = r.ConflictRetry
-			}
+			result.RequeueAfter = sooner(result.RequeueAfter, r.ConflictRetry)
 		}()
 	}
 	if kind.KeepsReconciler() {
@@ -299,6 +295,22 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 	}
 	healths = judged(rendered, healths)
 	seen.children = settledVersions(rendered, lives, g)
+	st.health(g.waits, healths)
+	var requeue time.Duration
+	if len(unwatched) > 0 {
+		// Applied, and still not watched: look again soon, not never.
+		requeue = unwatchedRetry
+	}
+	if st.progressing() && createdAll(res, len(g.toApply)) {
+		if projected, ok := rendered.StatusAsRendered(); ok {
+			// Children that were created a moment ago have reported
+			// nothing: their status, as the render evaluated it, comes
+			// with no evaluation of its own. Their first report reconciles
+			// the CR again, as does this requeue if they make none.
+			st.projected = projected
+			return ctrl.Result{RequeueAfter: sooner(requeue, progressInterval)}, nil
+		}
+	}
 	observed, err := r.observe(ctx, cr, rendered, lives)
 	if err != nil {
 		st.failing(ReasonObserveFailed, err.Error())
@@ -317,12 +329,29 @@ func (r *Reconciler) reconcile(ctx context.Context, cr *unstructured.Unstructure
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	st.projected = projected
-	st.health(g.waits, healths)
-	if len(unwatched) > 0 {
-		// Applied, and still not watched: look again soon, not never.
-		return ctrl.Result{RequeueAfter: unwatchedRetry}, nil
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// createdAll reports whether the apply created each of the applied
+// children: none of them existed when the CR was rendered.
+func createdAll(res *apply.Result, applied int) bool {
+	if applied == 0 || len(res.Changes) != applied {
+		return false
 	}
-	return ctrl.Result{}, nil
+	for _, c := range res.Changes {
+		if c.Action != apply.ActionCreate {
+			return false
+		}
+	}
+	return true
+}
+
+// sooner is the sooner of two requeues, 0 being none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // unwatchedRetry is how soon a CR whose applied child is of a kind not

@@ -311,6 +311,12 @@ func outcome(st map[string]any) map[string]any {
 	return out
 }
 
+// progressing: the status says Ready=False, reason Progressing.
+func (s *status) progressing() bool {
+	c := meta.FindStatusCondition(s.conditions, ConditionReady)
+	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonProgressing
+}
+
 // ready: the status says the CR is Ready.
 func (s *status) ready() bool {
 	return meta.IsStatusConditionTrue(s.conditions, ConditionReady)

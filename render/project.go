@@ -64,6 +64,35 @@ func (r *Rendered) Status(obs Observed) (map[string]any, error) {
 	return status, err
 }
 
+// StatusAsRendered is the template's status as the render itself
+// evaluated it, from what the render observed: nothing, for a CR whose
+// children do not exist yet. It costs no evaluation. ok is false when that
+// status is not concrete (it needs what is observed): Status projects it.
+func (r *Rendered) StatusAsRendered() (status map[string]any, ok bool) {
+	return r.status, r.statusKnown
+}
+
+// concreteStatus is the status of an evaluated template, when it is
+// concrete; a template without one has the nil status.
+func concreteStatus(filled cue.Value) (map[string]any, bool) {
+	v := filled.LookupPath(pathStatus)
+	if !v.Exists() {
+		return nil, true
+	}
+	if v.Validate(cue.Concrete(true)) != nil {
+		return nil, false
+	}
+	raw, err := v.MarshalJSON()
+	if err != nil {
+		return nil, false
+	}
+	var status map[string]any
+	if json.Unmarshal(raw, &status) != nil {
+		return nil, false
+	}
+	return status, true
+}
+
 // projectStatus evaluates the status of a filled template with observed
 // (an Observed, or the same as a map).
 func projectStatus(filled cue.Value, observed any) (map[string]any, error) {

@@ -62,6 +62,10 @@ type Rendered struct {
 	// filled is the filled template, when the render evaluated in this
 	// process.
 	filled cue.Value
+	// status is the template's status as the render's own evaluation
+	// projects it; statusKnown is false when it is not concrete there.
+	status      map[string]any
+	statusKnown bool
 }
 
 // evaluation is what evaluating a template yields, in whichever process:
@@ -82,6 +86,10 @@ type evaluation struct {
 	// filled is the template filled with the CR, not with what was observed:
 	// the status projection fills that.
 	filled cue.Value
+	// status is the status the evaluation projects from what it was given;
+	// statusKnown is false when that is not concrete.
+	status      map[string]any
+	statusKnown bool
 }
 
 // Render unifies cr with the kind's template and returns its children.
@@ -102,12 +110,6 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 	var random string
 	if k.usesRandom {
 		random = env.random()
-	}
-	key, memo := keyOf(k.Dir, "render", input, nil)
-	if memo {
-		if err := env.overBudget.get(key); err != nil {
-			return nil, err
-		}
 	}
 	out := &Rendered{kind: k, owner: owner, input: input, random: random}
 	if err := out.evaluate(nil); err != nil {
@@ -152,6 +154,7 @@ func (r *Rendered) evaluate(observed *Observed) error {
 	r.Objects, r.Keys, r.PodSelector, r.Unchecked = ev.objects, ev.keys, ev.podSelector, ev.unchecked
 	r.Waiting, r.Graph, r.Readiness, r.filled = ev.waiting, ev.graph, ev.readiness, ev.filled
 	r.Inputs, r.PendingInputs, r.DeleteInOrder = ev.inputs, ev.pendingInputs, ev.deleteInOrder
+	r.status, r.statusKnown = ev.status, ev.statusKnown
 	// Children are owned by the CR as it was read, in its own version.
 	stamp := k.Owner(r.owner)
 	for _, obj := range r.Objects {
@@ -313,6 +316,7 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 			return nil, &TemplateError{Dir: k.Dir, Err: fmt.Errorf("observe.pods.matchLabels: %w", Diagnose(err))}
 		}
 	}
+	out.status, out.statusKnown = concreteStatus(filled)
 	return out, nil
 }
 

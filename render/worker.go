@@ -91,7 +91,9 @@ type workerResponse struct {
 	PendingInputs bool                 `json:"pendingInputs,omitempty"`
 	DeleteInOrder bool                 `json:"deleteInOrder,omitempty"`
 	Status        json.RawMessage      `json:"status,omitempty"`
-	Err           *wireError           `json:"err,omitempty"`
+	// StatusKnown: a render's Status is concrete (StatusAsRendered).
+	StatusKnown bool       `json:"statusKnown,omitempty"`
+	Err         *wireError `json:"err,omitempty"`
 }
 
 // wireError carries an error between processes with its type, so that the
@@ -280,6 +282,13 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 		resp := workerResponse{Keys: ev.keys, PodSelector: ev.podSelector, Unchecked: ev.unchecked,
 			Waiting: ev.waiting, Graph: ev.graph, Readiness: ev.readiness,
 			Inputs: ev.inputs, PendingInputs: ev.pendingInputs, DeleteInOrder: ev.deleteInOrder}
+		if ev.statusKnown {
+			b, err := json.Marshal(ev.status)
+			if err != nil {
+				return fail(err)
+			}
+			resp.Status, resp.StatusKnown = b, true
+		}
 		for _, obj := range ev.objects {
 			b, err := obj.MarshalJSON()
 			if err != nil {
@@ -380,6 +389,12 @@ func (p *workerPool) render(k *Kind, input map[string]any, random string, observ
 	ev := &evaluation{keys: resp.Keys, podSelector: resp.PodSelector, unchecked: resp.Unchecked,
 		waiting: resp.Waiting, graph: resp.Graph, readiness: resp.Readiness,
 		inputs: resp.Inputs, pendingInputs: resp.PendingInputs, deleteInOrder: resp.DeleteInOrder}
+	if resp.StatusKnown {
+		if err := json.Unmarshal(resp.Status, &ev.status); err != nil {
+			return nil, fmt.Errorf("render worker: status: %w", err)
+		}
+		ev.statusKnown = true
+	}
 	if len(resp.Objects) != len(resp.Keys) {
 		return nil, fmt.Errorf("render worker: %d objects for %d keys", len(resp.Objects), len(resp.Keys))
 	}
