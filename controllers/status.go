@@ -218,37 +218,74 @@ func (s *status) health(waits, children []apply.Health) {
 }
 
 // build returns the status as the API server would return it (JSON
-// numbers as int64), so that it compares equal to an unchanged one.
+// numbers as int64), so that it compares equal to an unchanged one. What
+// cuerator writes itself is built in that form directly; the template's
+// fields, of any shape, go through JSON.
 func (s *status) build() (map[string]any, error) {
 	out := map[string]any{}
-	for k, v := range s.projected {
-		if !reservedStatusFields[k] {
-			out[k] = v
+	if len(s.projected) > 0 {
+		raw, err := json.Marshal(s.projected)
+		if err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		var projected map[string]any
+		if err := utiljson.Unmarshal(raw, &projected); err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		for k, v := range projected {
+			if !reservedStatusFields[k] {
+				out[k] = v
+			}
 		}
 	}
 	out["observedGeneration"] = s.generation
-	out["conditions"] = s.conditions
-	if s.conditions == nil {
-		out["conditions"] = []metav1.Condition{}
+	conditions := make([]any, len(s.conditions))
+	for i, c := range s.conditions {
+		conditions[i] = conditionValue(c)
 	}
+	out["conditions"] = conditions
 	if s.inventory != nil {
-		out["inventory"] = s.inventory
+		entries := make([]any, len(s.inventory))
+		for i, e := range s.inventory {
+			entry := map[string]any{"id": e.ID, "v": e.Version}
+			if e.Desired != "" {
+				entry["d"] = e.Desired
+			}
+			if e.Managed != "" {
+				entry["m"] = e.Managed
+			}
+			entries[i] = entry
+		}
+		out["inventory"] = entries
 	}
 	if s.children != nil {
-		out["children"] = s.children
+		children := make([]any, len(s.children))
+		for i, c := range s.children {
+			state := map[string]any{"object": c.Object, "status": c.Status}
+			if c.Message != "" {
+				state["message"] = c.Message
+			}
+			children[i] = state
+		}
+		out["children"] = children
 	}
 	if s.reconciler != nil {
-		out["reconciler"] = s.reconciler
+		out["reconciler"] = map[string]any{"id": s.reconciler.ID, "templates": s.reconciler.Templates}
 	}
-	raw, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+	return out, nil
+}
+
+// conditionValue is c as its JSON reads back: metav1.Condition's fields,
+// observedGeneration left out when 0, the time in whole seconds, UTC.
+func conditionValue(c metav1.Condition) map[string]any {
+	m := map[string]any{"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message, "lastTransitionTime": nil}
+	if !c.LastTransitionTime.IsZero() {
+		m["lastTransitionTime"] = c.LastTransitionTime.UTC().Format(time.RFC3339)
 	}
-	var normalized map[string]any
-	if err := utiljson.Unmarshal(raw, &normalized); err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+	if c.ObservedGeneration != 0 {
+		m["observedGeneration"] = c.ObservedGeneration
 	}
-	return normalized, nil
+	return m
 }
 
 // childStatesFrom reads status.children back, so that a reconcile which

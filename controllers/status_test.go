@@ -1,16 +1,19 @@
 package controllers
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/cuerator/cuerator/apply"
@@ -217,4 +220,75 @@ func TestCut(t *testing.T) {
 			t.Errorf("limit %d: the cut is not said: %q", limit, got[len(got)-60:])
 		}
 	}
+}
+
+// The status is built in the form the API server returns it: the same as
+// encoding it to JSON and decoding that as the API machinery does, so that
+// an unchanged status compares equal to the stored one and costs no write.
+func TestStatusIsBuiltAsTheAPIServerReturnsIt(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 4, 5, 6, 7, 891, time.FixedZone("CET", 3600)))
+	for name, st := range map[string]*status{
+		"new": {generation: 1, projected: map[string]any{}},
+		"every field": {
+			generation: 7,
+			conditions: []metav1.Condition{
+				{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonProgressing, Message: "Deployment/ns/w is InProgress: ünïcode \"quoted\" <tag>", ObservedGeneration: 7, LastTransitionTime: at},
+				{Type: ConditionReconciling, Status: metav1.ConditionTrue, Reason: ReasonProgressing, LastTransitionTime: at},
+				{Type: ConditionDrifted, Status: metav1.ConditionTrue, Reason: ReasonDriftReported, Message: "m"},
+			},
+			inventory:  child.Inventory{{ID: "ns_w_apps_Deployment", Version: "v1", Desired: "d1", Managed: "m1"}, {ID: "ns_w__Service", Version: "v1"}},
+			children:   []childState{{Object: "Deployment/ns/w", Status: "InProgress", Message: "Available: 0/1"}, {Object: "Service/ns/w", Status: "Current"}},
+			reconciler: &reconcilerID{ID: "host-1", Templates: "abc"},
+			projected: map[string]any{
+				"url": "http://x", "replicas": int64(3), "ratio": 0.5, "whole": float64(2), "big": 1e21,
+				"nodes": []any{"a", "b"}, "nested": map[string]any{"ready": true, "none": nil, "list": []any{int64(1), map[string]any{"k": "v"}}},
+				"inventory": "a projection cannot set it",
+			},
+		},
+		"empty lists": {generation: 2, inventory: child.Inventory{}, children: []childState{}, projected: map[string]any{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			built, err := st.build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := throughJSON(t, st); !reflect.DeepEqual(built, want) {
+				t.Errorf("built:\n%#v\nthrough JSON:\n%#v", built, want)
+			}
+		})
+	}
+}
+
+// throughJSON is st as JSON read back by the API machinery.
+func throughJSON(t *testing.T, st *status) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for k, v := range st.projected {
+		if !reservedStatusFields[k] {
+			out[k] = v
+		}
+	}
+	out["observedGeneration"] = st.generation
+	out["conditions"] = st.conditions
+	if st.conditions == nil {
+		out["conditions"] = []metav1.Condition{}
+	}
+	if st.inventory != nil {
+		out["inventory"] = st.inventory
+	}
+	if st.children != nil {
+		out["children"] = st.children
+	}
+	if st.reconciler != nil {
+		out["reconciler"] = st.reconciler
+	}
+	raw, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := utiljson.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	return back
 }
