@@ -59,12 +59,7 @@ func (p *inProcess) render(k *Kind, input map[string]any, random string, observe
 }
 
 func (p *inProcess) status(r *Rendered, obs Observed) (map[string]any, error) {
-	v, err := p.run(func() (any, error) {
-		if r.filled.Exists() {
-			return projectStatus(r.filled, obs)
-		}
-		return statusOf(r.kind.fillWith(r.input, r.random, obs))
-	})
+	v, err := p.run(func() (any, error) { return r.kind.projectStatus(r.input, r.random, obs) })
 	if berr := (*BudgetError)(nil); errors.As(err, &berr) {
 		return nil, fmt.Errorf("status projection: %w", err)
 	}

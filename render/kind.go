@@ -50,6 +50,10 @@ type Kind struct {
 	keepsReconciler bool
 	// observed is what the template reads of its observed children.
 	observed *observedUse
+	// projection selects the status alone from the template filled beside
+	// it (newProjection); nil when the template has no status of its own
+	// at load (one only a comprehension adds).
+	projection *projection
 	// roleRules are the rules of the template's Roles (grants.go).
 	roleRules []rbacv1.PolicyRule
 	// env is how the kind renders: its library's budget and evaluator.
@@ -129,6 +133,9 @@ func newKind(dir string, api, tmpl cue.Value) (*Kind, error) {
 		usesRandom:      tmpl.LookupPath(cue.ParsePath("random")).Exists(),
 		keepsDigests:    acceptsStatus(api, map[string]any{"inventory": []any{map[string]any{"id": "ns_n__ConfigMap", "v": "v1", "d": "0", "m": "0"}}}),
 		keepsReconciler: acceptsStatus(api, map[string]any{"reconciler": map[string]any{"id": "host-0", "templates": "0"}}),
+	}
+	if tmpl.LookupPath(pathStatus).Exists() {
+		k.projection = newProjection(tmpl, k.usesRandom)
 	}
 	for _, c := range children {
 		gv, err := schema.ParseGroupVersion(c.APIVersion)

@@ -86,8 +86,9 @@ func TestObservedUseReadsEverythingItCannotTell(t *testing.T) {
 }
 
 // Every shipped kind projects the same status from the live children cut
-// to what it reads as from the whole of them, and the cut leaves out what
-// they do not read.
+// to what it reads, with the status selected alone, as the whole template
+// filled with the whole of them gives; and the cut leaves out what they do
+// not read.
 func TestTrimmedObservationProjectsTheSameStatus(t *testing.T) {
 	lib, err := Load(schemas.FS, InProcess())
 	if err != nil {
@@ -134,11 +135,11 @@ func TestTrimmedObservationProjectsTheSameStatus(t *testing.T) {
 			}
 			full = rendered.withInputs(full).normalized()
 			trimmed := kind.observed.trim(full)
-			whole, err := projectStatus(rendered.filled, full)
+			whole, err := statusOf(kind.fillWith(rendered.input, rendered.random, full))
 			if err != nil {
 				t.Fatal(err)
 			}
-			cut, err := projectStatus(rendered.filled, trimmed)
+			cut, err := kind.projectStatus(rendered.input, rendered.random, trimmed)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/token"
 )
 
 // Observed is what the controller saw in the cluster, for the template's
@@ -93,10 +95,48 @@ func concreteStatus(filled cue.Value) (map[string]any, bool) {
 	return status, true
 }
 
-// projectStatus evaluates the status of a filled template with observed
-// (an Observed, or the same as a map).
-func projectStatus(filled cue.Value, observed any) (map[string]any, error) {
-	return statusOf(filled.FillPath(pathObserved, observed))
+// projection evaluates a template's status alone. Filling the template
+// (FillPath) finalizes all of it, every child included; selecting status
+// from the template unified with the CR and what was observed, as an
+// expression, evaluates what the status reads and no more: a WebApp's
+// projection in a third of the time.
+type projection struct {
+	// scope holds the template (T) beside the CR, random text and what was
+	// observed (CR, RANDOM, OBS), which each projection fills.
+	scope cue.Value
+	// expr is (T & {cr: CR, observed: OBS[, random: RANDOM]}).status.
+	expr ast.Expr
+}
+
+func newProjection(tmpl cue.Value, usesRandom bool) *projection {
+	fields := []any{
+		&ast.Field{Label: ast.NewIdent("cr"), Value: ast.NewIdent("CR")},
+		&ast.Field{Label: ast.NewIdent("observed"), Value: ast.NewIdent("OBS")},
+	}
+	if usesRandom {
+		fields = append(fields, &ast.Field{Label: ast.NewIdent("random"), Value: ast.NewIdent("RANDOM")})
+	}
+	return &projection{
+		scope: tmpl.Context().CompileString("T: _, CR: _, OBS: _, RANDOM: _").FillPath(cue.ParsePath("T"), tmpl),
+		expr: ast.NewSel(&ast.ParenExpr{X: ast.NewBinExpr(token.AND, ast.NewIdent("T"), ast.NewStruct(fields...))},
+			pathStatus.String()),
+	}
+}
+
+// projectStatus evaluates the kind's status from the CR's input, random
+// text and what was observed (an Observed, or the same as a map). They are
+// filled into the scope as Go values, as a render fills them, and the
+// expression was compiled once: nothing of a CR is compiled as source.
+func (k *Kind) projectStatus(input map[string]any, random string, observed any) (map[string]any, error) {
+	if k.projection == nil {
+		return statusOf(k.fillWith(input, random, observed))
+	}
+	fields := map[string]any{"CR": input, "OBS": observed}
+	if k.usesRandom {
+		fields["RANDOM"] = random
+	}
+	scope := k.projection.scope.FillPath(cue.MakePath(), fields)
+	return decodeStatus(k.template.Context().BuildExpr(k.projection.expr, cue.Scope(scope)))
 }
 
 // statusOf evaluates the status of a template filled with the CR and what
@@ -106,6 +146,12 @@ func statusOf(withObserved cue.Value) (map[string]any, error) {
 	if !v.Exists() {
 		return nil, nil
 	}
+	return decodeStatus(v)
+}
+
+// decodeStatus is a status value as JSON would have it, once it is
+// concrete.
+func decodeStatus(v cue.Value) (map[string]any, error) {
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		return nil, fmt.Errorf("status projection: %w", Diagnose(err))
 	}

@@ -56,12 +56,9 @@ type Rendered struct {
 	kind  *Kind
 	owner *unstructured.Unstructured
 	// input and random are what the template was filled with: a status
-	// projection in a worker process fills them again.
+	// projection fills them again.
 	input  map[string]any
 	random string
-	// filled is the filled template, when the render evaluated in this
-	// process.
-	filled cue.Value
 	// status is the template's status as the render's own evaluation
 	// projects it; statusKnown is false when it is not concrete there.
 	status      map[string]any
@@ -83,9 +80,6 @@ type evaluation struct {
 	// pendingInputs: the template reads inputs, and none were given.
 	pendingInputs bool
 	deleteInOrder bool
-	// filled is the template filled with the CR, not with what was observed:
-	// the status projection fills that.
-	filled cue.Value
 	// status is the status the evaluation projects from what it was given;
 	// statusKnown is false when that is not concrete.
 	status      map[string]any
@@ -120,12 +114,10 @@ func (k *Kind) Render(cr *unstructured.Unstructured) (*Rendered, error) {
 
 // Clone returns a copy of r that a reconcile may change (Observe, an
 // apply) without changing r: its children are deep copies, and what no
-// one changes in place (the graph, the inputs) is shared. The filled
-// template is left out, so a kept copy holds no evaluation; a status
-// projection fills the template again.
+// one changes in place (the graph, the inputs, the status as rendered) is
+// shared.
 func (r *Rendered) Clone() *Rendered {
 	out := *r
-	out.filled = cue.Value{}
 	out.Objects = make([]*unstructured.Unstructured, len(r.Objects))
 	for i, obj := range r.Objects {
 		out.Objects[i] = obj.DeepCopy()
@@ -152,7 +144,7 @@ func (r *Rendered) evaluate(observed *Observed) error {
 		return err
 	}
 	r.Objects, r.Keys, r.PodSelector, r.Unchecked = ev.objects, ev.keys, ev.podSelector, ev.unchecked
-	r.Waiting, r.Graph, r.Readiness, r.filled = ev.waiting, ev.graph, ev.readiness, ev.filled
+	r.Waiting, r.Graph, r.Readiness = ev.waiting, ev.graph, ev.readiness
 	r.Inputs, r.PendingInputs, r.DeleteInOrder = ev.inputs, ev.pendingInputs, ev.deleteInOrder
 	r.status, r.statusKnown = ev.status, ev.statusKnown
 	// Children are owned by the CR as it was read, in its own version.
@@ -231,10 +223,6 @@ func (k *Kind) evaluate(input map[string]any, random string, observed *Observed,
 	}
 	namespace, _ := input["metadata"].(map[string]any)["namespace"].(string)
 	out := &evaluation{}
-	if observed == nil {
-		// What a status projection fills with the observed children.
-		out.filled = filled
-	}
 	var err error
 	if out.inputs, err = k.readInputs(filled, namespace); err != nil {
 		return nil, &TemplateError{Dir: k.Dir, Err: err}

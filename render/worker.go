@@ -302,7 +302,7 @@ func answer(kinds map[string]*Kind, raw []byte) workerResponse {
 		if err := utiljson.Unmarshal(req.Observed, &observed); err != nil {
 			return fail(fmt.Errorf("render worker: observed: %w", err))
 		}
-		st, err := statusOf(k.fillWith(input, req.Random, observed))
+		st, err := k.projectStatus(input, req.Random, observed)
 		if err != nil {
 			return fail(err)
 		}
