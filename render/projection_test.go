@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/cuerator/cuerator/schemas"
 )
@@ -77,27 +78,17 @@ func TestStatusOnlyAComprehensionAddsIsProjected(t *testing.T) {
 // the given status.
 func kindOf(t *testing.T, status string) *Kind {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
-		"cue.mod/module.cue": "module: \"sec.test/m@v0\"\nlanguage: version: \"v0.17.0\"\n",
-		"x/api/api.cue":      "package api\n#CRD: {group: \"sec.test\", version: \"v1\", kind: \"X\", plural: \"xs\", singular: \"x\", scope: \"Namespaced\"}\n#Spec: {}\n#Status: {...}\n",
-		"x/x.cue": `package x
+	module := fstest.MapFS{
+		"cue.mod/module.cue": {Data: []byte("module: \"sec.test/m@v0\"\nlanguage: version: \"v0.17.0\"\n")},
+		"x/api/api.cue":      {Data: []byte("package api\n#CRD: {group: \"sec.test\", version: \"v1\", kind: \"X\", plural: \"xs\", singular: \"x\", scope: \"Namespaced\"}\n#Spec: {}\n#Status: {...}\n")},
+		"x/x.cue": {Data: []byte(`package x
 childKinds: [{apiVersion: "v1", kind: "ConfigMap"}]
 cr: {metadata: {name: string, namespace: string, ...}, spec: {}}
 observed: children: [string]: _
 objects: config: {apiVersion: "v1", kind: "ConfigMap", metadata: name: cr.metadata.name}
-` + status + "\n",
+` + status + "\n")},
 	}
-	for name, content := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lib, err := Load(os.DirFS(dir), InProcess())
+	lib, err := Load(module, InProcess())
 	if err != nil {
 		t.Fatal(err)
 	}
